@@ -16,11 +16,15 @@ CC      ?= gcc
 PKGS    := libzmq msgpack liblz4 jansson libpcre2-8 openblas
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+# MPI (Open MPI) for the collectives of ZeRO ranks (lib/comm.c); from its
+# pkg-config file, else from the mpicc wrapper.
+MPI_CFLAGS := $(shell pkg-config --cflags ompi-c 2>/dev/null || mpicc --showme:compile 2>/dev/null)
+MPI_LIBS   := $(shell pkg-config --libs ompi-c 2>/dev/null || mpicc --showme:link 2>/dev/null)
 ARCH_FLAGS ?= -march=native
 CFLAGS  ?= -O2 -g
 CFLAGS  += -std=c11 -Wall -Wextra -Wno-unused-parameter -D_GNU_SOURCE -fopenmp $(ARCH_FLAGS) \
-           -I. $(addprefix -I,$(COMPONENTS)) $(PKG_CFLAGS) -MMD -MP
-LDLIBS  += $(PKG_LIBS) -fopenmp -lm -lpthread -lrt
+           -I. $(addprefix -I,$(COMPONENTS)) $(PKG_CFLAGS) $(MPI_CFLAGS) -MMD -MP
+LDLIBS  += $(PKG_LIBS) $(MPI_LIBS) -fopenmp -lm -lpthread -lrt
 
 COMPONENTS := lib proto tokenizerd loaderd trainer offloadd ckptd monitor
 DAEMONS    := tokenizerd loaderd trainer offloadd ckptd monitor

@@ -11,6 +11,7 @@
 
 #include "bpe.h"
 #include "ckpt.h"
+#include "ckpt_consolidate.h"
 #include "daemon.h"
 #include "hf_model.h"
 #include "model_source.h"
@@ -162,13 +163,19 @@ static int snapshot(const char *shm_name, size_t expect, blob *b, const char *na
     return 0;
 }
 
+/* The snapshot of a ckpt_save: every rank's optimizer partition (master,
+ * adam_m, adam_v) from offloadd, and the "model" tensor placed from the
+ * masters (ckpt_consolidate.h's rules), so no rank needs to hold the whole
+ * parameters (ZeRO stage 3) and the model is the fp32 master, as DeepSpeed's
+ * zero_to_fp32 gives it.  The request's params_shm is not read. */
 static int take_snapshot(ckpt_server *s, const zf_msg *m, job *j, zf_err *err)
 {
     int ranks = (int)zf_msg_int(m, "opt_rank_count");
     if (ranks < 1 || ranks > 4096) return zf_err_set(err, "ckpt_save: opt_rank_count %d out of range", ranks);
+    int64_t numel = zf_msg_int(m, "numel");
+    if (numel < 1) return zf_err_set(err, "ckpt_save: numel: expected > 0, got %lld", (long long)numel);
     j->blobs = zf_xcalloc((size_t)(1 + 3 * ranks), sizeof(blob));
-    if (snapshot(zf_msg_str(m, "params_shm"), (size_t)zf_msg_int(m, "numel"), &j->blobs[j->nblobs++], "model", err) != 0)
-        return -1;
+    blob *model = &j->blobs[j->nblobs++];
     json_error_t je;
     json_t *meta = json_loads(zf_msg_str(m, "meta_json"), 0, &je);
     if (!json_is_object(meta)) {
@@ -176,34 +183,43 @@ static int take_snapshot(ckpt_server *s, const zf_msg *m, job *j, zf_err *err)
         return zf_err_set(err, "ckpt_save: meta_json: expected a JSON object (%s)", je.text);
     }
     json_t *shards = json_array();
+    zf_ckpt_shard *parts = zf_xcalloc((size_t)ranks, sizeof *parts);
     long opt_step = -1;
-    for (int r = 0; r < ranks; r++) {
+    int rc = 0;
+    for (int r = 0; r < ranks && rc == 0; r++) {
         zf_msg *req = zf_msg_new("opt_state_req"), *st = NULL;
         zf_msg_set_int(req, "rank", r);
-        int rc = zf_bus_call(&s->d.bus, "offloadd", req, &st, 60000, err);
+        rc = zf_bus_call(&s->d.bus, "offloadd", req, &st, 60000, err);
         zf_msg_free(req);
-        if (rc != 0) {
-            json_decref(meta);
-            json_decref(shards);
-            return -1;
-        }
+        if (rc != 0) break;
         const char *keys[3] = { "master_shm", "m_shm", "v_shm" }, *what[3] = { "master", "adam_m", "adam_v" };
+        int64_t off = zf_msg_int(st, "shard_offset"), n = zf_msg_int(st, "shard_numel");
+        if (off < 0 || n < 0 || off > numel || n > numel - off)
+            rc = zf_err_set(err, "ckpt_save: rank %d: shard [%lld, +%lld) outside the %lld parameters", r,
+                            (long long)off, (long long)n, (long long)numel);
         for (int k = 0; k < 3 && rc == 0; k++) {
             char name[64];
             snprintf(name, sizeof name, "optim-r%d-%s", r, what[k]);
-            rc = snapshot(zf_msg_str(st, keys[k]), (size_t)zf_msg_int(st, "shard_numel"), &j->blobs[j->nblobs++], name, err);
+            blob *b = &j->blobs[j->nblobs++];
+            rc = snapshot(zf_msg_str(st, keys[k]), (size_t)n, b, name, err);
+            if (k == 0) parts[r] = (zf_ckpt_shard){ r, (size_t)off, (size_t)n, b->data };
         }
-        json_array_append_new(shards, json_pack("{s:i, s:I, s:I, s:I}", "rank", r, "offset",
-                                                (json_int_t)zf_msg_int(st, "shard_offset"), "numel",
-                                                (json_int_t)zf_msg_int(st, "shard_numel"), "step",
-                                                (json_int_t)zf_msg_int(st, "step")));
+        json_array_append_new(shards, json_pack("{s:i, s:I, s:I, s:I}", "rank", r, "offset", (json_int_t)off, "numel",
+                                                (json_int_t)n, "step", (json_int_t)zf_msg_int(st, "step")));
         opt_step = (long)zf_msg_int(st, "step");
         zf_msg_free(st);
-        if (rc != 0) {
-            json_decref(meta);
-            json_decref(shards);
-            return -1;
-        }
+    }
+    if (rc == 0) {
+        snprintf(model->name, sizeof model->name, "model");
+        model->numel = (size_t)numel;
+        model->data = zf_xmalloc(model->numel * sizeof(float) + 1);
+        rc = zf_ckpt_place_shards(parts, ranks, model->data, model->numel, "ckpt_save", err);
+    }
+    free(parts);
+    if (rc != 0) {
+        json_decref(meta);
+        json_decref(shards);
+        return -1;
     }
     json_object_set_new(meta, "optimizer", json_pack("{s:I, s:o}", "step", (json_int_t)opt_step, "shards", shards));
     j->meta = json_dumps(meta, JSON_INDENT(2) | JSON_SORT_KEYS);
@@ -311,19 +327,5 @@ int zf_ckpt_serve(const zf_options *o)
     report_done(&s);
     unlink(s.config_json);
     zf_daemon_finish(&s.d);
-    return 0;
-}
-
-int zf_ckpt_export_main(int argc, char **argv)
-{
-    if (argc != 3) zf_die("usage: ckptd export CHECKPOINT_OR_OUTPUT_DIR OUT_DIR");
-    char dir[1024];
-    zf_err err;
-    if (!zf_is_checkpoint(argv[1], dir, sizeof dir)) zf_die("%s: expected a zeroflow checkpoint (meta.json or checkpoints/latest)", argv[1]);
-    zf_model_source src;
-    if (zf_model_source_open(dir, 1, 0, 1, &src, &err) != 0) zf_die("%s", err.msg);
-    if (zf_hf_save(argv[2], &src.cfg, &src.table, src.params, dir, &err) != 0) zf_die("%s", err.msg);
-    zf_model_source_free(&src);
-    printf("exported %s to %s\n", dir, argv[2]);
     return 0;
 }

@@ -46,6 +46,7 @@
     X(RESUME, resume, "false", 0, 0, "[PATH]", "resume from PATH, or from the latest checkpoint in --output_dir") \
     X(INT, save_every, "0", 0, INT32_MAX, "N", "checkpoint every N steps with --save_checkpoint (0 = end only)")  \
     X(INT, num_gpus, "0", 0, 64, "N", "GPUs to train on (0 = CPU)")                                               \
+    X(BOOL, gradient_checkpointing, "false", 0, 0, "", "GPU: keep each block's input only, recompute it in backward (less memory)") \
     X(INT, world_size, "1", 1, 1024, "N", "data-parallel ranks")                                                  \
     X(INT, max_new_tokens, "64", 0, 1048576, "N", "tokens generated per sample")                                  \
     X(F64, temperature, "0.8", 0, 100, "X", "sampling temperature (0 = greedy)")                                  \

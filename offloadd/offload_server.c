@@ -22,6 +22,10 @@ typedef struct rank_state {
     zf_shm params, grads, layout;     /* the trainer's (attached) */
     zf_shm master, m, v;              /* ours (created) */
     size_t shard_offset, shard_numel, numel;
+    /* ZeRO: the trainer's params/grads segments may hold only part of the
+     * flat buffer, [base, base + their numel) (stage 3 params, stage 2-3
+     * grads: the rank's slice); 0 = the whole buffer */
+    size_t params_base, grads_base;
     long step;                        /* applied optimizer steps */
     zf_shard_opt *opt;
 } rank_state;
@@ -55,9 +59,9 @@ static void publish_params(rank_state *r)
     size_t n = r->shard_numel;
     zf_dtype dt = (zf_dtype)r->params.hdr->dtype;
     if (dt == ZF_DTYPE_F32) {
-        memcpy((float *)r->params.data + r->shard_offset, src, n * sizeof(float));
+        memcpy((float *)r->params.data + (r->shard_offset - r->params_base), src, n * sizeof(float));
     } else {
-        uint16_t *dst = (uint16_t *)r->params.data + r->shard_offset;
+        uint16_t *dst = (uint16_t *)r->params.data + (r->shard_offset - r->params_base);
         #pragma omp parallel for schedule(static)
         for (size_t i = 0; i < n; i++) {
             uint32_t bits;
@@ -115,10 +119,18 @@ static int handle_init(offload_server *s, const zf_msg *m, zf_err *err)
         zf_shm_attach(&r->grads, zf_msg_str(m, "grads_shm"), err) != 0 ||
         zf_shm_attach(&r->layout, zf_msg_str(m, "layout_shm"), err) != 0)
         goto fail;
-    if (zf_shm_numel(&r->params) != r->numel || zf_shm_numel(&r->grads) != r->numel ||
+    r->params_base = zf_msg_has(m, "params_base") ? (size_t)zf_msg_int(m, "params_base") : 0;
+    r->grads_base = zf_msg_has(m, "grads_base") ? (size_t)zf_msg_int(m, "grads_base") : 0;
+    /* each segment must cover the shard from its base, and stay inside the buffer */
+    size_t pn = zf_shm_numel(&r->params), gn = zf_shm_numel(&r->grads);
+    if (r->params_base > r->shard_offset || r->params_base + pn < r->shard_offset + r->shard_numel ||
+        r->params_base + pn > r->numel || r->grads_base > r->shard_offset ||
+        r->grads_base + gn < r->shard_offset + r->shard_numel || r->grads_base + gn > r->numel ||
         r->grads.hdr->dtype != ZF_DTYPE_F32 || r->layout.hdr->dtype != ZF_DTYPE_I64 ||
         r->layout.hdr->ndim != 2 || r->layout.hdr->shape[1] != 3) {
-        zf_err_set(err, "opt_init: params/grads/layout segments do not match numel %zu", r->numel);
+        zf_err_set(err, "opt_init: params [%zu, +%zu) / grads [%zu, +%zu) segments: expected to cover the shard "
+                   "[%zu, +%zu) of %zu parameters, fp32 grads and an int64 [rows, 3] layout",
+                   r->params_base, pn, r->grads_base, gn, r->shard_offset, r->shard_numel, r->numel);
         goto fail;
     }
     int64_t shape[1] = { (int64_t)r->shard_numel };
@@ -156,7 +168,8 @@ static int handle_init(offload_server *s, const zf_msg *m, zf_err *err)
                        zf_dtype_name((zf_dtype)r->params.hdr->dtype));
             goto fail;
         }
-        memcpy(r->master.data, (float *)r->params.data + r->shard_offset, r->shard_numel * sizeof(float));
+        memcpy(r->master.data, (float *)r->params.data + (r->shard_offset - r->params_base),
+               r->shard_numel * sizeof(float));
         r->step = 0;
     }
     r->active = 1;
@@ -182,7 +195,7 @@ static zf_msg *handle_grads(offload_server *s, const zf_msg *m, zf_err *err)
         return NULL;
     }
     double t0 = zf_now();
-    const float *g = (const float *)r->grads.data + r->shard_offset;
+    const float *g = (const float *)r->grads.data + (r->shard_offset - r->grads_base);
     double lr = zf_shard_opt_step(r->opt, g, step, (float)zf_msg_f64(m, "grad_scale"));
     r->step = step;
     publish_params(r);

@@ -56,6 +56,10 @@
         F(data_wait_s, F64, OPT)                                                \
         F(skipped, BOOL, OPT)                                                   \
         F(grad_norm, F64, OPT)                                                  \
+        F(forward_s, F64, OPT)                                                  \
+        F(backward_s, F64, OPT)                                                 \
+        F(optimizer_s, F64, OPT)                                                \
+        F(transfer_s, F64, OPT)                                                 \
     MSG(eval, 1)                                                                \
         F(step, INT, REQ)                                                       \
         F(split, STR, REQ)                                                      \
@@ -170,6 +174,8 @@
         F(shard_offset, INT, REQ)                                               \
         F(shard_numel, INT, REQ)                                                \
         F(resume_dir, STR, OPT)                                                 \
+        F(params_base, INT, OPT) /* ZeRO: params_shm holds [base, base+len) */  \
+        F(grads_base, INT, OPT)  /* ZeRO: grads_shm holds [base, base+len) */   \
     MSG(grads_ready, 1)                                                         \
         F(rank, INT, REQ)                                                       \
         F(step, INT, REQ)                                                       \

@@ -15,6 +15,12 @@
 # --run_id RUN_ID --tokenizer DIR (the values are in the tokenizerd log).
 # Ctrl-C / SIGTERM: the trainer checkpoints first (with --save_checkpoint),
 # then everything stops cleanly (exit 128+signal).
+# Data-parallel ranks (ZeRO): --world_size N (CPU, --num_gpus 0) or
+# --num_gpus N (N > 1 GPUs, one rank each) start N trainer ranks under
+# mpirun (scripts/zf_rank.sh; logs trainer-R.log); the daemons serve all of
+# them; any rank dying stops the run naming it; SIGTERM reaches every rank
+# (each checkpoints its partition).  ZF_LAUNCHER replaces the local
+# "mpirun -np N --oversubscribe --bind-to none" (README: across nodes).
 # --record PATH: tokenizerd also writes what it tokenized to a stream file;
 # --replay PATH[,PATH...]: no tokenizerd or workers start, loaderd reads the
 # splits from such files (lib/token_stream.h) and the dataset is not needed.
@@ -63,6 +69,7 @@ flag() { # flag NAME DEFAULT: last value of --NAME in ARGS
 OUTPUT_DIR=$(flag output_dir out)
 WORKERS=$(flag tokenizer_workers 2)
 NUM_GPUS=$(flag num_gpus 0)
+WORLD=$(flag world_size 1)
 REPLAY=$(flag replay "")
 
 # 1. dependencies and build (ZF_PREBUILT=1: use bin/ as it is, e.g. a
@@ -75,6 +82,15 @@ if ! make -C "$ROOT" -s --no-print-directory build >/tmp/zeroflow-build.$$.log 2
   say "build failed:"; tail -n 30 /tmp/zeroflow-build.$$.log >&2; rm -f /tmp/zeroflow-build.$$.log; exit 1
 fi
 rm -f /tmp/zeroflow-build.$$.log
+fi
+
+# --num_gpus N > 1: one rank per GPU (rank R computes on GPU R % count)
+if [[ "$NUM_GPUS" =~ ^[0-9]+$ ]] && [ "$NUM_GPUS" -gt 1 ]; then
+  if [ "$WORLD" != 1 ] && [ "$WORLD" != "$NUM_GPUS" ]; then
+    say "--num_gpus $NUM_GPUS with --world_size $WORLD: expected the same number (one rank per GPU) or no --world_size"; exit 1
+  fi
+  WORLD=$NUM_GPUS
+  ARGS+=(--world_size "$WORLD")
 fi
 
 TRAINER=$BIN/trainer
@@ -106,11 +122,18 @@ declare -A PID_OF NAME_OF
 STATUS=0
 STOPPING=0
 
+# rank_pids: the pids of the ranks' wrappers and trainers still listed in the run dir
+rank_pids() {
+  local f
+  for f in "$RUN_DIR"/trainer-*.pid; do [ -e "$f" ] && cat "$f"; done 2>/dev/null | tr ' ' '\n'
+}
+
 cleanup() {
-  local pid
-  for pid in "${!NAME_OF[@]}"; do kill -TERM "$pid" 2>/dev/null; done
+  local pid ranks
+  ranks=$(rank_pids)
+  for pid in "${!NAME_OF[@]}" $ranks; do kill -TERM "$pid" 2>/dev/null; done
   local deadline=$((SECONDS + 5))
-  for pid in "${!NAME_OF[@]}"; do
+  for pid in "${!NAME_OF[@]}" $ranks; do
     while kill -0 "$pid" 2>/dev/null && [ $SECONDS -lt $deadline ]; do sleep 0.1; done
     kill -KILL "$pid" 2>/dev/null
     wait "$pid" 2>/dev/null
@@ -124,13 +147,42 @@ trap cleanup EXIT
 on_signal() {
   local sig=$1
   STOPPING=1; STATUS=$((128 + sig))
-  if [ -n "${PID_OF[trainer]:-}" ]; then
+  if [ -n "${PID_OF[trainer]:-}" ] && [ "$WORLD" -gt 1 ]; then
+    say "signal received: stopping the $WORLD ranks (each checkpoints its partition first when --save_checkpoint is on)"
+    stop_ranks
+  elif [ -n "${PID_OF[trainer]:-}" ]; then
     say "signal received: stopping the trainer (it checkpoints first when --save_checkpoint is on)"
     kill -TERM "${PID_OF[trainer]}" 2>/dev/null
   else
     exit "$STATUS"
   fi
 }
+# stop_ranks: SIGTERM straight to every rank's trainer (they agree on the
+# step to stop after); the launcher itself if no rank has started yet
+stop_ranks() {
+  local r f n=0
+  for ((r = 0; r < WORLD; r++)); do
+    f=$RUN_DIR/trainer-$r.pid
+    [ -e "$f" ] && { kill -TERM "$(cut -d' ' -f2 "$f")" 2>/dev/null; n=$((n + 1)); }
+  done
+  [ $n -gt 0 ] || kill -TERM "${PID_OF[trainer]}" 2>/dev/null
+}
+
+# failed_rank: "trainer-R RC" of the first rank that ended with a non-zero
+# code (from the wrappers' exit files), empty if none did
+failed_rank() {
+  local f rc t best="" best_t=""
+  for f in "$RUN_DIR"/trainer-*.exit; do
+    [ -e "$f" ] || continue
+    read -r rc t < "$f" || continue
+    [ "$rc" != 0 ] || continue
+    if [ -z "$best_t" ] || awk -v a="$t" -v b="$best_t" 'BEGIN{exit !(a < b)}'; then
+      best="$(basename "$f" .exit) $rc"; best_t=$t
+    fi
+  done
+  echo "$best"
+}
+
 trap 'on_signal 2' INT
 trap 'on_signal 15' TERM
 
@@ -191,8 +243,26 @@ for name in "${DAEMONS[@]}"; do
   done
 done
 
-# 6. trainer: keeps the terminal for its progress bar; the others log to files
-ZF_LOG_FILE="$LOG_DIR/trainer.log" setsid "$TRAINER" train "${COMMON[@]}" &
+# 6. trainer: keeps the terminal for its progress bar; the others log to files.
+#    N ranks: under the launcher, rank 0 on the terminal (and in trainer-0.log),
+#    the launcher's own messages also in launcher.log.
+if [ "$WORLD" -gt 1 ]; then
+  if [ -n "${ZF_LAUNCHER:-}" ]; then
+    read -r -a LAUNCH <<< "$ZF_LAUNCHER"
+  else
+    command -v mpirun >/dev/null || { say "--world_size $WORLD: mpirun not found (Debian: apt-get install openmpi-bin)"; exit 1; }
+    LAUNCH=(mpirun -np "$WORLD" --oversubscribe --bind-to none)
+    [ "$(id -u)" = 0 ] && LAUNCH+=(--allow-run-as-root)
+  fi
+  # threads: the cores (or the OMP_NUM_THREADS given) shared by the ranks, >= 1 each
+  threads=$(( ${OMP_NUM_THREADS:-$(nproc)} / WORLD )); [ "$threads" -ge 1 ] || threads=1
+  export OMP_NUM_THREADS=$threads OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+  say "starting $WORLD trainer ranks ($threads OpenMP threads each): ${LAUNCH[*]}"
+  setsid "${LAUNCH[@]}" "$ROOT/scripts/zf_rank.sh" "$RUN_DIR" "$LOG_DIR" "$TRAINER" train "${COMMON[@]}" \
+    2> >(tee -a "$LOG_DIR/launcher.log" >&2) &
+else
+  ZF_LOG_FILE="$LOG_DIR/trainer.log" setsid "$TRAINER" train "${COMMON[@]}" &
+fi
 PID_OF[trainer]=$!; NAME_OF[$!]=trainer
 
 # 7. supervise: the first process to end decides
@@ -204,6 +274,12 @@ while :; do
   name=${NAME_OF[$done_pid]}
   unset "NAME_OF[$done_pid]"
   if [ "$name" = trainer ]; then
+    if [ $rc != 0 ] && [ "$WORLD" -gt 1 ]; then
+      read -r rank_name rank_rc <<< "$(failed_rank)"
+      [ -n "${rank_name:-}" ] && fail_with "$rank_name" "$rank_rc"
+      say "the launcher ended with code $rc before any rank reported its exit"
+      fail_with launcher "$rc"
+    fi
     [ $rc = 0 ] || fail_with trainer "$rc"
     exit "$STATUS"
   fi

@@ -9,7 +9,13 @@
  *   ... offloadd updates "params" ...; params_from_host
  * The CPU backend computes directly on those buffers (the host calls are
  * no-ops); the GPU backend keeps device copies, pins both buffers
- * (cudaHostRegister) and copies across once per step. */
+ * (cudaHostRegister) and copies across once per step.
+ *
+ * A GPU backend may also keep the optimizer (runs whose DeepSpeed config
+ * offloads no optimizer): then grad_stats / optimizer_step are set and the
+ * step needs no big transfer; "params" on the host is refreshed only when
+ * something reads it (params_to_host: generation, checkpoints, export) and
+ * offloadd's master/m/v segments only before a checkpoint (opt_to_host). */
 #ifndef ZF_BACKEND_H
 #define ZF_BACKEND_H
 
@@ -21,6 +27,11 @@ extern "C" {
 
 #include "log.h"
 #include "model.h" /* a C header without extern "C" of its own */
+
+/* Seconds per phase of one optimizer step. */
+typedef struct zf_phase_times {
+    double forward_s, backward_s, optimizer_s, transfer_s;
+} zf_phase_times;
 
 typedef struct zf_backend zf_backend;
 struct zf_backend {
@@ -36,7 +47,30 @@ struct zf_backend {
     int (*grads_to_host)(zf_backend *b, zf_err *err);
     int (*params_from_host)(zf_backend *b, zf_err *err);
     void (*free)(zf_backend *b);
+
+    /* ---- optional (NULL when the backend does not offer them) ---- */
+    /* The device-resident optimizer.  grad_stats: the accumulated (scaled)
+     * gradients' non-finite count > 0 and sum of squares, computed where the
+     * gradients are; only scalars reach the host.  optimizer_step: AdamW step
+     * number applied_step (1-based) on the device master weights with each
+     * gradient times grad_scale, lr of the DeepSpeed schedule (returned),
+     * weight decay on the layout's decay rows only; the compute copy is
+     * refreshed from the master.  params_to_host: fp32 master -> "params".
+     * opt_to_host: master, exp_avg, exp_avg_sq -> the host buffers named in
+     * the spec (offloadd's segments, which ckptd saves), and "params". */
+    int (*grad_stats)(zf_backend *b, int *overflow, double *sumsq, zf_err *err);
+    int (*optimizer_step)(zf_backend *b, long applied_step, float grad_scale, double *lr, zf_err *err);
+    int (*params_to_host)(zf_backend *b, zf_err *err);
+    int (*opt_to_host)(zf_backend *b, zf_err *err);
+    /* Test-only (ZF_DEBUG_OVERFLOW_STEPS): make the accumulated gradients
+     * non-finite where they are (one element set to +inf). */
+    int (*poison_grads)(zf_backend *b, zf_err *err);
+    /* Device time of each phase since the last call, ADDED to *t (waits for
+     * the work queued so far).  NULL: the calls are synchronous and the
+     * caller's clocks measure them. */
+    void (*phase_times)(zf_backend *b, zf_phase_times *t);
 };
+
 
 /* What a backend is made from. */
 typedef struct zf_backend_spec {
@@ -46,10 +80,32 @@ typedef struct zf_backend_spec {
     int max_B, max_T;
     int rank;                /* picks the GPU: rank % device count */
     int fp16, bf16;          /* the DeepSpeed config's precision */
+    /* The device optimizer (set by the loop when the config offloads no
+     * optimizer; a backend that cannot keep it ignores them): the config
+     * (AdamW hyperparameters, lr schedule), the layout rows (offset, numel,
+     * decay) and the optimizer state's host home: master, exp_avg,
+     * exp_avg_sq of table->total floats each, read at creation (initial or
+     * resumed state) and written by opt_to_host.  ds == NULL: no device
+     * optimizer. */
+    const struct zf_ds_config *ds;
+    const int64_t *layout_rows;
+    int layout_nrows;
+    float *opt_master, *opt_m, *opt_v;
+    int act_checkpointing;   /* keep each block's input only; recompute in backward */
+    int grad_accum;          /* backward calls per step (0: unknown); lets a GPU backend copy the
+                                last one's finished gradients to the host during that backward */
 } zf_backend_spec;
 
 /* The CPU model on the shared buffers. */
 zf_backend *zf_backend_cpu_create(const zf_backend_spec *s, zf_err *err);
+
+/* ZeRO on a CPU backend: the model calls the engine's hooks (a struct
+ * zf_gpt2_hooks, NULL: none), its dropout masks follow the global batch row
+ * row0 (rank * micro batch), and zero_grads is left to the engine (which
+ * keeps stage 2-3 gradients only for its slice).  -1 on a backend that is
+ * not the CPU one. */
+struct zf_gpt2_hooks;
+int zf_backend_cpu_attach_zero(zf_backend *b, const struct zf_gpt2_hooks *hooks, uint64_t row0, zf_err *err);
 
 /* A factory the CUDA build passes to the training loop (NULL in the CPU build). */
 typedef zf_backend *(*zf_backend_factory)(const zf_backend_spec *s, zf_err *err);

@@ -1,6 +1,7 @@
 /* backend_cpu.c - the CPU model as a zf_backend (see backend.h): it computes
  * on the shared-memory parameters and accumulates into the shared-memory
- * gradients directly, so the host transfers are no-ops. */
+ * gradients directly, so the host transfers are no-ops; the optimizer stays
+ * in offloadd. */
 #include "backend.h"
 
 #include <math.h>
@@ -13,6 +14,7 @@ typedef struct cpu_impl {
     zf_gpt2 *model;
     float *grads;
     size_t n;
+    int zero;  /* a ZeRO engine zeroes (and partitions) the gradients */
 } cpu_impl;
 
 static float cpu_forward(zf_backend *b, const int32_t *tokens, const int32_t *targets, int B, int T, int training,
@@ -30,7 +32,7 @@ static int cpu_zero_grads(zf_backend *b, zf_err *err)
 {
     cpu_impl *c = b->impl;
     (void)err;
-    memset(c->grads, 0, c->n * sizeof(float));
+    if (!c->zero) memset(c->grads, 0, c->n * sizeof(float));
     return 0;
 }
 
@@ -48,12 +50,32 @@ static int cpu_noop(zf_backend *b, zf_err *err)
     return 0;
 }
 
+/* test-only: an overflow the host check then finds (ZF_DEBUG_OVERFLOW_STEPS) */
+static int cpu_poison_grads(zf_backend *b, zf_err *err)
+{
+    cpu_impl *c = b->impl;
+    (void)err;
+    if (c->n) c->grads[0] = INFINITY;
+    return 0;
+}
+
 static void cpu_free(zf_backend *b)
 {
     cpu_impl *c = b->impl;
     zf_gpt2_free(c->model);
     free(c);
     free(b);
+}
+
+int zf_backend_cpu_attach_zero(zf_backend *b, const struct zf_gpt2_hooks *hooks, uint64_t row0, zf_err *err)
+{
+    if (!b || b->zero_grads != cpu_zero_grads) return zf_err_set(err, "ZeRO engine: backend %s: expected the CPU backend",
+                                                                b ? b->name : "(none)");
+    cpu_impl *c = b->impl;
+    zf_gpt2_set_hooks(c->model, hooks);
+    zf_gpt2_set_row_offset(c->model, row0);
+    c->zero = 1;
+    return 0;
 }
 
 zf_backend *zf_backend_cpu_create(const zf_backend_spec *s, zf_err *err)
@@ -72,6 +94,7 @@ zf_backend *zf_backend_cpu_create(const zf_backend_spec *s, zf_err *err)
     b->backward = cpu_backward;
     b->grads_to_host = cpu_noop;
     b->params_from_host = cpu_noop;
-    b->free = cpu_free;
+    b->poison_grads = cpu_poison_grads;
+    b->free = cpu_free; /* optimizer ops NULL: offloadd updates the shared buffers */
     return b;
 }

@@ -41,7 +41,23 @@ struct zf_gpt2 {
     int32_t *tok, *tgt;
     int B, T, training, count, has_targets, fwd_ok;
     uint64_t seed;
+    uint64_t row0;       /* global index of row 0 (dropout masks of data-parallel ranks) */
+    zf_gpt2_hooks hooks; /* ZeRO: parameter fetch/release, gradients final (all NULL: none) */
 };
+
+/* Hooks (no-ops when unset). */
+static inline void h_fetch(zf_gpt2 *m, int unit, int phase)
+{
+    if (m->hooks.fetch) m->hooks.fetch(m->hooks.ctx, unit, phase);
+}
+static inline void h_release(zf_gpt2 *m, int unit, int phase)
+{
+    if (m->hooks.release) m->hooks.release(m->hooks.ctx, unit, phase);
+}
+static inline void h_grads(zf_gpt2 *m, int unit)
+{
+    if (m->hooks.grads_ready) m->hooks.grads_ready(m->hooks.ctx, unit);
+}
 
 /* ------------------------------------------------------------ helpers */
 
@@ -197,7 +213,7 @@ static void linear_bwd(float *dx, float *dW, float *db, const float *dy, const f
 
 /* out = in + drop(y) */
 static void residual_fwd(float *out, const float *in, const float *y, size_t n, int drop, float p, uint64_t seed,
-                         uint64_t st)
+                         uint64_t st, uint64_t ib)
 {
     if (!drop) {
 #pragma omp parallel for simd schedule(static)
@@ -206,16 +222,18 @@ static void residual_fwd(float *out, const float *in, const float *y, size_t n, 
     }
     const float sc = 1.0f / (1.0f - p);
 #pragma omp parallel for simd schedule(static)
-    for (size_t i = 0; i < n; i++) out[i] = in[i] + y[i] * keep(seed, st, i, p, sc);
+    for (size_t i = 0; i < n; i++) out[i] = in[i] + y[i] * keep(seed, st, ib + i, p, sc);
 }
 
-/* dy = dout * mask (returns dout itself when no dropout). */
-static const float *dropout_bwd(float *dy, const float *dout, size_t n, int drop, float p, uint64_t seed, uint64_t st)
+/* dy = dout * mask (returns dout itself when no dropout); ib: the mask
+ * index of element 0 (the global row's, see zf_gpt2_set_row_offset). */
+static const float *dropout_bwd(float *dy, const float *dout, size_t n, int drop, float p, uint64_t seed, uint64_t st,
+                                uint64_t ib)
 {
     if (!drop) return dout;
     const float sc = 1.0f / (1.0f - p);
 #pragma omp parallel for simd schedule(static)
-    for (size_t i = 0; i < n; i++) dy[i] = dout[i] * keep(seed, st, i, p, sc);
+    for (size_t i = 0; i < n; i++) dy[i] = dout[i] * keep(seed, st, ib + i, p, sc);
     return dy;
 }
 
@@ -234,7 +252,7 @@ static void attention_fwd(zf_gpt2 *m, float *out, float *P, const float *qkv, in
         }
     const long rows = (long)B * H * T;
     const float p = m->c.attn_pdrop, sc = 1.0f / (1.0f - p);
-    const uint64_t st = site(l, K_ATTN), seed = m->seed;
+    const uint64_t st = site(l, K_ATTN), seed = m->seed, ib = m->row0 * (uint64_t)H * TT;
     float *attd = m->attd;
 #pragma omp parallel for schedule(static)
     for (long r = 0; r < rows; r++) {
@@ -256,7 +274,7 @@ static void attention_fwd(zf_gpt2 *m, float *out, float *P, const float *qkv, in
         if (drop) {
             float *pd = attd + (size_t)r * T;
 #pragma omp simd
-            for (int j = 0; j <= t; j++) pd[j] = row[j] * keep(seed, st, (uint64_t)r * T + j, p, sc);
+            for (int j = 0; j <= t; j++) pd[j] = row[j] * keep(seed, st, ib + (uint64_t)r * T + j, p, sc);
             for (int j = t + 1; j < T; j++) pd[j] = 0.0f;
         }
     }
@@ -287,7 +305,7 @@ static void attention_bwd(zf_gpt2 *m, float *dqkv, const float *dout, const floa
     /* through dropout and softmax: dS = alpha * P * (dP - sum(P dP)) */
     const long rows = (long)B * H * T;
     const float p = m->c.attn_pdrop, sc = 1.0f / (1.0f - p);
-    const uint64_t st = site(l, K_ATTN), seed = m->seed;
+    const uint64_t st = site(l, K_ATTN), seed = m->seed, ib = m->row0 * (uint64_t)H * TT;
 #pragma omp parallel for schedule(static)
     for (long r = 0; r < rows; r++) {
         const int t = (int)(r % T);
@@ -297,7 +315,7 @@ static void attention_bwd(zf_gpt2 *m, float *dqkv, const float *dout, const floa
             float *pd = attd + (size_t)r * T;
 #pragma omp simd
             for (int j = 0; j <= t; j++) {
-                float k = keep(seed, st, (uint64_t)r * T + j, p, sc);
+                float k = keep(seed, st, ib + (uint64_t)r * T + j, p, sc);
                 pd[j] = pr[j] * k;
                 g[j] *= k;
             }
@@ -433,6 +451,13 @@ zf_gpt2 *zf_gpt2_create(const zf_gpt2_config *cfg, const zf_param_table *t, floa
 }
 
 void zf_gpt2_set_params(zf_gpt2 *m, float *params) { m->p = params; }
+void zf_gpt2_set_row_offset(zf_gpt2 *m, uint64_t row0) { m->row0 = row0; }
+int zf_gpt2_unit_count(const zf_gpt2 *m) { return m->c.n_layer + 2; }
+void zf_gpt2_set_hooks(zf_gpt2 *m, const zf_gpt2_hooks *h)
+{
+    if (h) m->hooks = *h;
+    else memset(&m->hooks, 0, sizeof m->hooks);
+}
 const zf_gpt2_config *zf_gpt2_get_config(const zf_gpt2 *m) { return &m->c; }
 
 void zf_gpt2_free(zf_gpt2 *m)
@@ -481,7 +506,11 @@ float zf_gpt2_forward(zf_gpt2 *m, const int32_t *tokens, const int32_t *targets,
     const int de = training && m->c.embd_pdrop > 0.0f, da = training && m->c.attn_pdrop > 0.0f,
               dr = training && m->c.resid_pdrop > 0.0f;
 
+    /* index of this batch's first element in the global batch's masks */
+    const uint64_t ib = m->row0 * (uint64_t)T * D;
+
     /* embeddings */
+    h_fetch(m, 0, ZF_GPT2_FORWARD);
     {
         const float *wte = p + m->o_wte, *wpe = p + m->o_wpe;
         const float pe = m->c.embd_pdrop, sc = 1.0f / (1.0f - pe);
@@ -493,16 +522,18 @@ float zf_gpt2_forward(zf_gpt2 *m, const int32_t *tokens, const int32_t *targets,
             float *o = x0 + n * D;
             if (de) {
 #pragma omp simd
-                for (size_t j = 0; j < D; j++) o[j] = (a[j] + b[j]) * keep(dropout_seed, SITE_EMBD, n * D + j, pe, sc);
+                for (size_t j = 0; j < D; j++) o[j] = (a[j] + b[j]) * keep(dropout_seed, SITE_EMBD, ib + n * D + j, pe, sc);
             } else {
 #pragma omp simd
                 for (size_t j = 0; j < D; j++) o[j] = a[j] + b[j];
             }
         }
     }
+    h_release(m, 0, ZF_GPT2_FORWARD);
     const float *x = m->x0;
     for (int l = 0; l < L; l++) {
         const layer_off *o = &m->lo[l];
+        h_fetch(m, l + 1, ZF_GPT2_FORWARD);
         float *ln1 = m->ln1 + l * sN * D, *qkv = m->qkv + l * sN * 3 * D, *att = m->att + l * m->sAtt;
         float *atty = m->atty + l * sN * D, *res2 = m->res2 + l * sN * D, *ln2 = m->ln2 + l * sN * D;
         float *fch = m->fch + l * sN * 4 * D, *fchg = m->fchg + l * sN * 4 * D, *res3 = m->res3 + l * sN * D;
@@ -511,19 +542,24 @@ float zf_gpt2_forward(zf_gpt2 *m, const int32_t *tokens, const int32_t *targets,
         linear_fwd(qkv, ln1, p + o->qkvw, p + o->qkvb, (int)N, d, 3 * d);
         attention_fwd(m, atty, att, qkv, B, T, l, da);
         linear_fwd(m->tmp, atty, p + o->attpw, p + o->attpb, (int)N, d, d);
-        residual_fwd(res2, x, m->tmp, N * D, dr, m->c.resid_pdrop, dropout_seed, site(l, K_ATTRES));
+        residual_fwd(res2, x, m->tmp, N * D, dr, m->c.resid_pdrop, dropout_seed, site(l, K_ATTRES), ib);
         layernorm_fwd(ln2, m->ln2_mean + l * sN, m->ln2_rstd + l * sN, res2, p + o->ln2w, p + o->ln2b, (int)N, d,
                       m->c.layer_norm_epsilon);
         linear_fwd(fch, ln2, p + o->fcw, p + o->fcb, (int)N, d, 4 * d);
         gelu_fwd(fchg, fch, N * 4 * D);
         linear_fwd(m->tmp, fchg, p + o->fcpw, p + o->fcpb, (int)N, 4 * d, d);
-        residual_fwd(res3, res2, m->tmp, N * D, dr, m->c.resid_pdrop, dropout_seed, site(l, K_MLPRES));
+        residual_fwd(res3, res2, m->tmp, N * D, dr, m->c.resid_pdrop, dropout_seed, site(l, K_MLPRES), ib);
         x = res3;
+        h_release(m, l + 1, ZF_GPT2_FORWARD);
     }
+    h_fetch(m, L + 1, ZF_GPT2_FORWARD);
     layernorm_fwd(m->lnf, m->lnf_mean, m->lnf_rstd, x, p + m->o_lnfw, p + m->o_lnfb, (int)N, d,
                   m->c.layer_norm_epsilon);
+    h_release(m, L + 1, ZF_GPT2_FORWARD);
+    h_fetch(m, 0, ZF_GPT2_FORWARD);
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)N, V, d, 1.0f, m->lnf, d, p + m->o_wte, d, 0.0f,
                 m->logits, V);
+    h_release(m, 0, ZF_GPT2_FORWARD);
     m->fwd_ok = 1;
     m->count = 0;
     if (!targets) return 0.0f;
@@ -557,20 +593,31 @@ int zf_gpt2_target_count(const zf_gpt2 *m) { return m->count; }
 
 /* ---------------------------------------------------------- backward */
 
+/* Every unit's gradients are final (the backward that adds nothing still
+ * tells the hooks: data-parallel ranks must issue the same collectives). */
+static void grads_all_final(zf_gpt2 *m)
+{
+    for (int u = m->c.n_layer + 1; u >= 0; u--) h_grads(m, u);
+}
+
 void zf_gpt2_backward(zf_gpt2 *m, float *g, float loss_scale)
 {
     if (!m->fwd_ok || !m->has_targets) {
         zf_warn("gpt2 backward: no forward with targets to differentiate; gradients unchanged");
+        grads_all_final(m);
         return;
     }
     m->fwd_ok = 0; /* logits become their gradient below */
-    if (m->count == 0) return; /* every target ignored: the loss is constant */
+    if (m->count == 0) { /* every target ignored: the loss is constant */
+        grads_all_final(m);
+        return;
+    }
     const int B = m->B, T = m->T, d = m->c.n_embd, V = m->c.vocab_size, L = m->c.n_layer;
     const size_t N = (size_t)B * T, sN = m->sN, D = (size_t)d;
     const float *p = m->p;
     const int de = m->training && m->c.embd_pdrop > 0.0f, da = m->training && m->c.attn_pdrop > 0.0f,
               dr = m->training && m->c.resid_pdrop > 0.0f;
-    const uint64_t seed = m->seed;
+    const uint64_t seed = m->seed, ib = m->row0 * (uint64_t)T * D;
 
     /* d loss / d logits = (softmax - onehot) * scale / count, in place */
     {
@@ -588,40 +635,48 @@ void zf_gpt2_backward(zf_gpt2 *m, float *g, float loss_scale)
             row[tgt[n]] -= s;
         }
     }
-    /* tied LM head */
+    /* tied LM head (wte's gradient is final only after the embeddings) */
+    h_fetch(m, 0, ZF_GPT2_BACKWARD);
+    h_fetch(m, L + 1, ZF_GPT2_BACKWARD);
     cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, V, d, (int)N, 1.0f, m->logits, V, m->lnf, d, 1.0f, g + m->o_wte,
                 d);
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)N, d, V, 1.0f, m->logits, V, p + m->o_wte, d, 0.0f,
                 m->dln, d);
+    h_release(m, 0, ZF_GPT2_BACKWARD);
     memset(m->dres, 0, N * D * sizeof(float));
     layernorm_bwd(m->dres, g + m->o_lnfw, g + m->o_lnfb, m->dln, m->res3 + (L - 1) * sN * D, p + m->o_lnfw,
                   m->lnf_mean, m->lnf_rstd, (int)N, d);
+    h_grads(m, L + 1);
+    h_release(m, L + 1, ZF_GPT2_BACKWARD);
 
     for (int l = L - 1; l >= 0; l--) {
         const layer_off *o = &m->lo[l];
+        h_fetch(m, l + 1, ZF_GPT2_BACKWARD);
         const float *in = l == 0 ? m->x0 : m->res3 + (l - 1) * sN * D;
         const float *ln1 = m->ln1 + l * sN * D, *qkv = m->qkv + l * sN * 3 * D, *att = m->att + l * m->sAtt;
         const float *atty = m->atty + l * sN * D, *res2 = m->res2 + l * sN * D, *ln2 = m->ln2 + l * sN * D;
         const float *fch = m->fch + l * sN * 4 * D, *fchg = m->fchg + l * sN * 4 * D;
         /* x3 = x2 + drop(mlp) */
-        const float *dy = dropout_bwd(m->dtmp, m->dres, N * D, dr, m->c.resid_pdrop, seed, site(l, K_MLPRES));
+        const float *dy = dropout_bwd(m->dtmp, m->dres, N * D, dr, m->c.resid_pdrop, seed, site(l, K_MLPRES), ib);
         linear_bwd(m->dfch, g + o->fcpw, g + o->fcpb, dy, fchg, p + o->fcpw, (int)N, 4 * d, d);
         gelu_bwd(m->dfch, fch, N * 4 * D);
         linear_bwd(m->dln, g + o->fcw, g + o->fcb, m->dfch, ln2, p + o->fcw, (int)N, d, 4 * d);
         layernorm_bwd(m->dres, g + o->ln2w, g + o->ln2b, m->dln, res2, p + o->ln2w, m->ln2_mean + l * sN,
                       m->ln2_rstd + l * sN, (int)N, d);
         /* x2 = x1 + drop(attn) */
-        dy = dropout_bwd(m->dtmp, m->dres, N * D, dr, m->c.resid_pdrop, seed, site(l, K_ATTRES));
+        dy = dropout_bwd(m->dtmp, m->dres, N * D, dr, m->c.resid_pdrop, seed, site(l, K_ATTRES), ib);
         linear_bwd(m->datty, g + o->attpw, g + o->attpb, dy, atty, p + o->attpw, (int)N, d, d);
         attention_bwd(m, m->dqkv, m->datty, att, qkv, B, T, l, da);
         linear_bwd(m->dln, g + o->qkvw, g + o->qkvb, m->dqkv, ln1, p + o->qkvw, (int)N, d, 3 * d);
         layernorm_bwd(m->dres, g + o->ln1w, g + o->ln1b, m->dln, in, p + o->ln1w, m->ln1_mean + l * sN,
                       m->ln1_rstd + l * sN, (int)N, d);
+        h_grads(m, l + 1);
+        h_release(m, l + 1, ZF_GPT2_BACKWARD);
     }
 
     /* embeddings: wpe rows by position, wte rows by token (column slices
      * per thread so repeated tokens add up in row order) */
-    const float *dx = dropout_bwd(m->dtmp, m->dres, N * D, de, m->c.embd_pdrop, seed, SITE_EMBD);
+    const float *dx = dropout_bwd(m->dtmp, m->dres, N * D, de, m->c.embd_pdrop, seed, SITE_EMBD, ib);
     float *gwpe = g + m->o_wpe, *gwte = g + m->o_wte;
     const int32_t *tok = m->tok;
 #pragma omp parallel for schedule(static)
@@ -642,6 +697,7 @@ void zf_gpt2_backward(zf_gpt2 *m, float *g, float loss_scale)
             for (size_t j = j0; j < j1; j++) dst[j] += src[j];
         }
     }
+    h_grads(m, 0);
 }
 
 /* ------------------------------------------------------------ KV cache */

@@ -49,6 +49,34 @@ int zf_gpt2_target_count(const zf_gpt2 *m);
  * (+=) into grads (same flat layout as params; padding untouched). */
 void zf_gpt2_backward(zf_gpt2 *m, float *grads, float loss_scale);
 
+/* Data parallelism: row0 is the index, in the global batch, of this
+ * model's batch row 0 (rank * micro batch), so dropout masks, drawn from the
+ * global element index, equal those of one rank running the whole global
+ * batch.  Default 0. */
+void zf_gpt2_set_row_offset(zf_gpt2 *m, uint64_t row0);
+
+/* ZeRO hooks.  The flat buffer is cut into units, each a contiguous range
+ * of model.h's layout: unit 0 = wte + wpe, unit 1 + l = block l, unit
+ * n_layer + 1 = ln_f.  Forward fetches/releases, in order: 0 (embedding),
+ * 1..L, L+1, 0 (the tied classifier); backward: 0 and L+1 (classifier and
+ * ln_f; 0 released once the classifier's input gradient is computed), L..1,
+ * with grads_ready(u) once unit u's gradients are final for this backward:
+ * L+1, L, ..., 1, then 0 last (wte gets the classifier's and the embedding's
+ * gradient).  A backward that adds nothing (no targets) still reports every
+ * unit's gradients final, in the same order, so all ranks communicate
+ * alike.  Parameters of a unit are read only between its fetch and its
+ * release.  Generation (zf_gpt2_kv_step) calls no hooks: the caller makes
+ * every parameter present first. */
+enum { ZF_GPT2_FORWARD = 0, ZF_GPT2_BACKWARD = 1 };
+typedef struct zf_gpt2_hooks {
+    void *ctx;
+    void (*fetch)(void *ctx, int unit, int phase);
+    void (*release)(void *ctx, int unit, int phase);
+    void (*grads_ready)(void *ctx, int unit);
+} zf_gpt2_hooks;
+int zf_gpt2_unit_count(const zf_gpt2 *m); /* n_layer + 2 */
+void zf_gpt2_set_hooks(zf_gpt2 *m, const zf_gpt2_hooks *h); /* NULL: none */
+
 /* KV-cached incremental inference (batch 1). */
 typedef struct zf_gpt2_kv zf_gpt2_kv;
 zf_gpt2_kv *zf_gpt2_kv_create(const zf_gpt2 *m, int max_T); /* max_T clipped to n_positions */

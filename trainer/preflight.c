@@ -1,7 +1,9 @@
 /* preflight.c - see preflight.h. */
 #include "preflight.h"
 
+#include <jansson.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -30,6 +32,25 @@ static int check_record_path(const char *path, zf_err *err)
         return zf_err_set(err, "--record %s: directory %s: expected an existing directory", path, dir);
     if (access(dir, W_OK) != 0)
         return zf_err_set(err, "--record %s: directory %s: expected write permission", path, dir);
+    return 0;
+}
+
+/* A checkpoint holds one optimizer partition per rank of the world that
+ * saved it: it resumes into that world size only (another world can start
+ * from its parameters with --model_name CKPT, a fresh optimizer). */
+static int check_resume_world(const char *dir, int world, zf_err *err)
+{
+    char *text = NULL;
+    if (zf_ckpt_read_meta(dir, &text, err) != 0) return -1;
+    json_error_t je;
+    json_t *meta = json_loads(text, 0, &je);
+    free(text);
+    json_t *w = json_object_get(meta, "world_size");
+    long long saved = json_is_integer(w) ? (long long)json_integer_value(w) : 1;
+    json_decref(meta);
+    if (saved != world)
+        return zf_err_set(err, "--resume %s: saved with world size %lld, resuming with --world_size %d: expected the same world "
+                          "size (or start a new run from it: --model_name CKPT)", dir, saved, world);
     return 0;
 }
 
@@ -94,10 +115,8 @@ int zf_preflight(const zf_options *o, zf_err *err)
         const char *where = o->resume_path[0] ? o->resume_path : o->output_dir;
         char dir[1024];
         if (zf_ckpt_resolve(where, dir, sizeof dir, err) != 0) return -1;
+        if (check_resume_world(dir, o->world_size, err) != 0) return -1;
     }
-    if (o->world_size != 1)
-        return zf_err_set(err, "--world_size: expected 1 (data-parallel ranks are not supported yet), got %d",
-                          o->world_size);
     if (o->num_epochs < 1 && o->max_train_steps < 1)
         return zf_err_set(err, "--num_epochs: expected >= 1 (or --max_train_steps > 0)");
     return 0;

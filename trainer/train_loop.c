@@ -16,6 +16,7 @@
 #include "ds_config.h"
 #include "generate.h"
 #include "gpt2_cpu.h"
+#include "hash.h"
 #include "hf_model.h"
 #include "loss_scaler.h"
 #include "model_source.h"
@@ -24,6 +25,8 @@
 #include "utf8.h"
 #include "shard_optimizer.h"
 #include "shm.h"
+#include "zero_engine.h"
+#include "zero_rank.h"
 
 #define REQ_TIMEOUT_MS (30 * 60 * 1000)
 
@@ -45,7 +48,12 @@ typedef struct trainer {
     long total_steps, steps_per_epoch;
     int32_t *inputs, *targets;
     double data_wait;                /* seconds waiting for batches in the current step */
+    zf_phase_times phase;            /* the current step's phases (forward, backward, optimizer, transfers) */
+    zf_shm opt_master, opt_m, opt_v; /* offloadd's optimizer state: the host home of a device optimizer's */
     zf_progress progress;
+    zf_comm comm;                    /* the data-parallel ranks (MPI under mpirun) */
+    zf_zero_plan zplan;              /* this rank's ZeRO partition */
+    zf_zero *zero;                   /* the ZeRO engine: collectives, stage-3 gather/release */
 } trainer;
 
 static void req_or_die(trainer *t, void *sock, const zf_msg *m, zf_msg **reply)
@@ -108,10 +116,100 @@ static long split_steps(trainer *t, const char *split)
     return n;
 }
 
+/* ------------------------------------------------- device optimizer (GPU) */
+
+/* With the optimizer on the device, "params" (and offloadd's master/m/v
+ * segments, with_opt) are refreshed only here, before something reads them. */
+static void host_params_current(trainer *t, int with_opt)
+{
+    zf_backend *be = t->backend;
+    zf_err err;
+    if (!be || !be->optimizer_step) return;
+    if ((with_opt ? be->opt_to_host(be, &err) : be->params_to_host(be, &err)) != 0) zf_die("%s", err.msg);
+}
+
+/* Attach offloadd's optimizer segments (after opt_init: the initial or
+ * resumed state); 0 when this rank's shard is not the whole buffer. */
+static int attach_opt_state(trainer *t)
+{
+    zf_msg *m = zf_msg_new("opt_state_req"), *r = NULL;
+    zf_msg_set_int(m, "rank", t->rank);
+    req_or_die(t, t->offload, m, &r);
+    zf_msg_free(m);
+    zf_err err;
+    size_t n = t->src.table.total;
+    int whole = zf_msg_int(r, "shard_offset") == 0 && (size_t)zf_msg_int(r, "shard_numel") == n;
+    if (whole && (zf_shm_attach(&t->opt_master, zf_msg_str(r, "master_shm"), &err) != 0 ||
+                  zf_shm_attach(&t->opt_m, zf_msg_str(r, "m_shm"), &err) != 0 ||
+                  zf_shm_attach(&t->opt_v, zf_msg_str(r, "v_shm"), &err) != 0))
+        zf_die("opt_state: %s", err.msg);
+    if (whole && (zf_shm_numel(&t->opt_master) != n || zf_shm_numel(&t->opt_m) != n || zf_shm_numel(&t->opt_v) != n))
+        zf_die("opt_state: optimizer segments: expected %zu floats each", n);
+    zf_msg_free(r);
+    return whole;
+}
+
+/* Test-only knob ZF_DEBUG_OVERFLOW_STEPS="3,4,9": the gradients of those
+ * iterations (1-based) are made non-finite where they are (on the GPU for
+ * the GPU backend), so that the real overflow detection and loss-scaler path
+ * runs. */
+static int debug_overflow_at(long iteration)
+{
+    const char *s = getenv("ZF_DEBUG_OVERFLOW_STEPS");
+    while (s && *s) {
+        char *end;
+        long v = strtol(s, &end, 10);
+        if (end == s) break;
+        if (v == iteration) return 1;
+        s = *end == ',' ? end + 1 : end;
+    }
+    return 0;
+}
+
+/* Test-only, with ZF_DEBUG_OVERFLOW_STEPS set: FNV-1a 64 of the parameters
+ * and the optimizer state (master, exp_avg, exp_avg_sq) after the step, for
+ * the metrics row, so a test can see that a skipped step changed nothing. */
+static uint64_t debug_state_hash(trainer *t)
+{
+    host_params_current(t, 1);
+    if (!t->opt_master.hdr) (void)attach_opt_state(t);
+    size_t bytes = t->src.table.total * sizeof(float);
+    /* the params this rank keeps (its slice under ZeRO stage 3) */
+    uint64_t h = zf_fnv1a64(ZF_FNV1A64_INIT, t->params.data, t->zplan.params_numel * sizeof(float));
+    const zf_shm *st[3] = { &t->opt_master, &t->opt_m, &t->opt_v };
+    for (int i = 0; i < 3; i++)
+        if (st[i]->hdr) h = zf_fnv1a64(h, st[i]->data, bytes);
+    return h;
+}
+
+/* Overflow (non-finite count > 0) and sum of squares of the accumulated
+ * scaled gradients: on the device when the backend keeps the optimizer
+ * (scalars only cross), else on the host copy the backend hands over. */
+static void grad_stats(trainer *t, int check_overflow, int *overflow, double *sumsq)
+{
+    zf_backend *be = t->backend;
+    zf_err err;
+    if (be->grad_stats) {
+        if (be->grad_stats(be, overflow, sumsq, &err) != 0) zf_die("%s", err.msg);
+        *overflow = check_overflow && *overflow;
+        return;
+    }
+    double t0 = zf_now();
+    if (be->grads_to_host(be, &err) != 0) zf_die("%s", err.msg);
+    double t1 = zf_now();
+    if (!be->phase_times) t->phase.transfer_s += t1 - t0;
+    /* gradients reduced into their owners, then one overflow flag and one
+     * global norm for all ranks */
+    if (zf_zero_reduce(t->zero, overflow, sumsq, &err) != 0) zf_die("%s", err.msg);
+    *overflow = check_overflow && *overflow;
+    t->phase.optimizer_s += zf_now() - t1;
+}
+
 /* ------------------------------------------------------------- evaluation */
 
 static void append_metrics(trainer *t, json_t *row)
 {
+    if (t->rank != 0) return; /* one metrics file per run */
     char path[1100];
     snprintf(path, sizeof path, "%s/metrics.jsonl", t->o->output_dir);
     FILE *f = fopen(path, "a");
@@ -149,6 +247,13 @@ static void evaluate(trainer *t, const char *split)
         sum += (double)loss * n;
         tokens += n;
     }
+    /* each rank evaluated its shard of every batch: sums over ranks */
+    double agg[2] = { sum, (double)tokens };
+    zf_err cerr;
+    if (zf_comm_allreduce_sum_f64(&t->comm, agg, 2, &cerr) != 0) zf_die("evaluation: %s", cerr.msg);
+    sum = agg[0];
+    tokens = (long)agg[1];
+    if (t->rank != 0) return;
     double loss = sum / (double)tokens, ppl = exp(loss);
     zf_progress_clear(&t->progress);
     zf_info("eval %-10s step %ld: loss %.4f, perplexity %.2f (%ld batches, %ld tokens)", split, t->step, loss, ppl,
@@ -167,9 +272,22 @@ static void evaluate(trainer *t, const char *split)
     json_decref(row);
 }
 
+static void sample_here(trainer *t, const char *label, int max_new);
+
+/* Rank 0 generates; under ZeRO stage 3 every rank first takes part in
+ * gathering the whole parameters (released again after). */
 static void sample(trainer *t, const char *label, int max_new)
 {
+    zf_err err;
+    if (zf_zero_gather_all(t->zero, &err) != 0) zf_die("generation: %s", err.msg);
+    if (t->rank == 0) sample_here(t, label, max_new);
+    if (zf_zero_release_all(t->zero, &err) != 0) zf_die("generation: %s", err.msg);
+}
+
+static void sample_here(trainer *t, const char *label, int max_new)
+{
     const zf_options *o = t->o;
+    host_params_current(t, 0);
     zf_ids ids = { 0 };
     zf_err err;
     if (zf_bpe_encode(t->bpe, o->generation_prompt, strlen(o->generation_prompt), 1, &ids, &err) != 0)
@@ -255,6 +373,10 @@ static void restore_scaler(trainer *t, json_t *s)
 
 static void save_checkpoint(trainer *t, int final)
 {
+    /* rank 0 asks for the run's checkpoint; ckptd takes every rank's
+     * optimizer partition from offloadd (opt_rank_count) */
+    if (t->rank != 0) return;
+    host_params_current(t, 1);
     char *meta = checkpoint_meta(t);
     zf_msg *m = zf_msg_new("ckpt_save"), *r = NULL;
     zf_msg_set_int(m, "step", t->step);
@@ -274,6 +396,7 @@ static void save_checkpoint(trainer *t, int final)
 
 static void wait_checkpoints(trainer *t)
 {
+    if (t->rank != 0) return;
     zf_msg *m = zf_msg_new("ckpt_wait"), *r = NULL;
     req_or_die(t, t->ckpt, m, &r);
     zf_msg_free(m);
@@ -284,7 +407,11 @@ static void wait_checkpoints(trainer *t)
 static void resume_from(trainer *t, const char *dir)
 {
     zf_err err;
-    if (zf_ckpt_read_tensor(dir, "model", t->params.data, t->src.table.total, &err) != 0) zf_die("%s", err.msg);
+    /* the whole model, of which this rank keeps what its ZeRO stage keeps */
+    float *model = zf_xmalloc(t->src.table.total * sizeof(float));
+    if (zf_ckpt_read_tensor(dir, "model", model, t->src.table.total, &err) != 0) zf_die("%s", err.msg);
+    memcpy(t->params.data, model + t->zplan.params_base, t->zplan.params_numel * sizeof(float));
+    free(model);
     char *meta = NULL;
     if (zf_ckpt_read_meta(dir, &meta, &err) != 0) zf_die("%s", err.msg);
     json_error_t je;
@@ -307,20 +434,48 @@ static void resume_from(trainer *t, const char *dir)
 
 /* ------------------------------------------------------------------ setup */
 
+/* The rank's ZeRO plan, its "params"/"grads" segments as its stage keeps
+ * them (whole or its slice; named per rank when there are several) and the
+ * ZeRO engine on them.  A collective at stage 3 (the persistent gather). */
 static void create_segments(trainer *t)
 {
     zf_err err;
     const zf_param_table *pt = &t->src.table;
-    int64_t n[1] = { (int64_t)pt->total };
-    if (zf_shm_create(&t->params, t->o->run_id, "params", ZF_DTYPE_F32, 1, n, &err) != 0 ||
-        zf_shm_create(&t->grads, t->o->run_id, "grads", ZF_DTYPE_F32, 1, n, &err) != 0)
+    zf_zero_options zo;
+    zf_zero_options_from_config(&zo, &t->cfg);
+    if (zf_zero_plan_init(&t->zplan, pt, t->src.cfg.n_layer, &zo, t->rank, t->world, &err) != 0 ||
+        zf_zero_rank_segments(&t->zplan, t->o->run_id, t->src.params, &t->params, &t->grads, &err) != 0)
         zf_die("%s", err.msg);
+    char lname[64];
+    zf_zero_rank_seg_name(lname, sizeof lname, "layout", t->rank, t->world);
     int64_t shape[2] = { zf_param_layout(pt, NULL), 3 };
-    if (zf_shm_create(&t->layout, t->o->run_id, "layout", ZF_DTYPE_I64, 2, shape, &err) != 0) zf_die("%s", err.msg);
+    if (zf_shm_create(&t->layout, t->o->run_id, lname, ZF_DTYPE_I64, 2, shape, &err) != 0) zf_die("%s", err.msg);
     zf_param_layout(pt, t->layout.data);
-    memcpy(t->params.data, t->src.params, pt->total * sizeof(float));
     free(t->src.params);
     t->src.params = NULL;
+    if (!(t->zero = zf_zero_create(&t->comm, &t->zplan, &zo, t->params.data, t->grads.data, &err)))
+        zf_die("%s", err.msg);
+}
+
+/* At start, each rank's bytes of parameters, gradients and optimizer state
+ * as allocated (zero_rank.h), next to ZeRO's accounting. */
+static void report_memory(trainer *t)
+{
+    zf_msg *m = zf_msg_new("opt_state_req"), *r = NULL;
+    zf_msg_set_int(m, "rank", t->rank);
+    req_or_die(t, t->offload, m, &r);
+    zf_msg_free(m);
+    zf_err err;
+    uint64_t opt_bytes = 0;
+    char line[512];
+    int match = 0;
+    if (zf_zero_rank_opt_bytes(r, &opt_bytes, &err) != 0 ||
+        zf_zero_rank_memory_line(t->zero, &t->zplan, &t->params, &t->grads, opt_bytes, line, sizeof line, &match,
+                                 &err) != 0)
+        zf_die("memory report: %s", err.msg);
+    zf_msg_free(r);
+    zf_info("%s", line);
+    if (!match) zf_daemon_log(&t->d, "warning", "rank %d: memory differs from the ZeRO accounting: %s", t->rank, line);
 }
 
 static void *connect_ctl(trainer *t, const char *daemon)
@@ -335,11 +490,9 @@ static void *connect_ctl(trainer *t, const char *daemon)
 
 static void init_optimizer(trainer *t, const char *resume_dir)
 {
-    /* One rank owns the whole flat buffer; ZeRO ranks will own equal
-     * contiguous slices of it. */
+    /* The rank's optimizer shard (the whole buffer at ZeRO stage 0, its
+     * slice above) and what its segments hold (zero_plan.h). */
     size_t total = t->src.table.total;
-    size_t per = (total + (size_t)t->world - 1) / (size_t)t->world;
-    size_t off = per * (size_t)t->rank, n = off >= total ? 0 : (total - off < per ? total - off : per);
     zf_msg *m = zf_msg_new("opt_init"), *r = NULL;
     zf_msg_set_int(m, "rank", t->rank);
     zf_msg_set_int(m, "world", t->world);
@@ -347,8 +500,7 @@ static void init_optimizer(trainer *t, const char *resume_dir)
     zf_msg_set_str(m, "grads_shm", t->grads.name);
     zf_msg_set_str(m, "layout_shm", t->layout.name);
     zf_msg_set_int(m, "numel", (int64_t)total);
-    zf_msg_set_int(m, "shard_offset", (int64_t)off);
-    zf_msg_set_int(m, "shard_numel", (int64_t)n);
+    zf_zero_rank_opt_init(&t->zplan, m);
     if (resume_dir) zf_msg_set_str(m, "resume_dir", resume_dir);
     req_or_die(t, t->offload, m, &r);
     zf_msg_free(m);
@@ -362,24 +514,34 @@ static void init_optimizer(trainer *t, const char *resume_dir)
 static double train_step(trainer *t, double *lr_out, int *skipped)
 {
     long epoch = t->step / t->steps_per_epoch, in_epoch = t->step % t->steps_per_epoch;
-    float *grads = t->grads.data;
     zf_backend *be = t->backend;
     zf_err err;
-    if (be->zero_grads(be, &err) != 0) zf_die("%s", err.msg);
+    memset(&t->phase, 0, sizeof t->phase);
+    if (zf_zero_zero_grads(t->zero, &err) != 0 || be->zero_grads(be, &err) != 0) zf_die("%s", err.msg);
     double loss_sum = 0;
     float scale = (float)t->scaler.scale;
     for (int micro = 0; micro < t->ga; micro++) {
         get_batch(t, "train", epoch, in_epoch, micro);
         uint64_t dropout_seed = zf_hash3((uint64_t)t->o->seed, (uint64_t)t->step, (uint64_t)micro);
+        double t0 = zf_now();
         float loss = be->forward(be, t->inputs, t->targets, t->micro, t->T, 1, dropout_seed, &err);
         if (isnan(loss)) zf_die("step %ld: %s", t->step + 1, err.msg);
         loss_sum += loss;
+        double t1 = zf_now();
         /* DeepSpeed divides the loss by the accumulation steps before backward. */
-        if (be->backward(be, scale / (float)t->ga, &err) != 0) zf_die("%s", err.msg);
+        /* ... and by the world size: the sum over ranks is their mean (zero_engine.h) */
+        if (be->backward(be, zf_zero_backward_scale(t->zero, scale, t->ga), &err) != 0 ||
+            zf_zero_failed(t->zero, &err))
+            zf_die("%s", err.msg);
+        if (!be->phase_times) { /* synchronous backend: the host clock measures it */
+            t->phase.forward_s += t1 - t0;
+            t->phase.backward_s += zf_now() - t1;
+        }
     }
-    if (be->grads_to_host(be, &err) != 0) zf_die("%s", err.msg);
-    size_t n = t->src.table.total;
-    int overflow = t->scaler.dynamic || t->cfg.fp16_enabled ? zf_grads_have_overflow(grads, n) : 0;
+    if (debug_overflow_at(t->step + 1) && be->poison_grads && be->poison_grads(be, &err) != 0) zf_die("%s", err.msg);
+    int overflow = 0;
+    double sumsq = 0;
+    grad_stats(t, t->scaler.dynamic || t->cfg.fp16_enabled, &overflow, &sumsq);
     int verdict = zf_loss_scaler_update(&t->scaler, overflow);
     if (verdict < 0) /* as DeepSpeed: overflowing at min_loss_scale ends the run */
         zf_die("step %ld: gradient overflow with the loss scale already at fp16.min_loss_scale %g: cannot lower it further",
@@ -387,10 +549,18 @@ static double train_step(trainer *t, double *lr_out, int *skipped)
     *skipped = verdict;
     if (*skipped) {
         *lr_out = 0;
+        if (be->phase_times) be->phase_times(be, &t->phase);
         return loss_sum / t->ga;
     }
-    double norm = sqrt(zf_sum_squares(grads, n)) / (double)scale;
+    double norm = sqrt(sumsq) / (double)scale;
     float grad_scale = zf_clip_coef(norm, t->cfg.gradient_clipping) / scale;
+    if (be->optimizer_step) { /* the optimizer is on the device: no exchange with offloadd */
+        if (be->optimizer_step(be, t->applied + 1, grad_scale, lr_out, &err) != 0) zf_die("%s", err.msg);
+        t->applied++;
+        be->phase_times(be, &t->phase);
+        return loss_sum / t->ga;
+    }
+    double t_opt = zf_now();
     zf_msg *m = zf_msg_new("grads_ready"), *r = NULL;
     zf_msg_set_int(m, "rank", t->rank);
     zf_msg_set_int(m, "step", t->applied + 1);
@@ -398,7 +568,14 @@ static double train_step(trainer *t, double *lr_out, int *skipped)
     req_or_die(t, t->offload, m, &r);
     *lr_out = zf_msg_f64(r, "lr");
     t->applied++;
+    double t_up = zf_now();
+    t->phase.optimizer_s += t_up - t_opt; /* offloadd's update and its write of "params" */
+    /* the other ranks' updated slices (stage 1-2) or a fresh start of the
+     * stage-3 gathers */
+    if (zf_zero_params_updated(t->zero, &err) != 0) zf_die("%s", err.msg);
     if (be->params_from_host(be, &err) != 0) zf_die("%s", err.msg);
+    if (be->phase_times) be->phase_times(be, &t->phase);
+    else t->phase.transfer_s += zf_now() - t_up;
     zf_msg_free(m);
     zf_msg_free(r);
     return loss_sum / t->ga;
@@ -433,6 +610,10 @@ static void publish_step(trainer *t, double loss, double lr, int skipped, double
     zf_msg_set_f64(m, "eta_s", eta);
     zf_msg_set_f64(m, "step_s", step_s);
     zf_msg_set_f64(m, "data_wait_s", t->data_wait);
+    zf_msg_set_f64(m, "forward_s", t->phase.forward_s);
+    zf_msg_set_f64(m, "backward_s", t->phase.backward_s);
+    zf_msg_set_f64(m, "optimizer_s", t->phase.optimizer_s);
+    zf_msg_set_f64(m, "transfer_s", t->phase.transfer_s);
     zf_msg_set_bool(m, "skipped", skipped);
     zf_daemon_publish(&t->d, m);
     zf_msg_free(m);
@@ -445,6 +626,17 @@ int zf_train_main(const zf_options *o, zf_backend_factory gpu)
     t.o = o;
     t.rank = o->rank;
     t.world = o->world_size;
+    /* the data-parallel ranks: MPI when mpirun/srun started us */
+    if (zf_comm_init(&t.comm, &err) != 0) zf_die("%s", err.msg);
+    if (t.comm.mpi) {
+        if (o->world_size != t.comm.size)
+            zf_die("--world_size %d: the launcher started %d ranks: expected the same number", o->world_size,
+                   t.comm.size);
+        t.rank = t.comm.rank;
+    } else if (t.world > 1) {
+        zf_die("--world_size %d: expected the trainer ranks to be started by mpirun or srun (one process per rank)",
+               t.world);
+    }
     if (zf_ds_config_load(o->deepspeed_config, &t.cfg, &err) != 0 ||
         zf_ds_config_resolve_batch(&t.cfg, o->batch_size, o->world_size, &err) != 0)
         zf_die("%s", err.msg);
@@ -470,7 +662,8 @@ int zf_train_main(const zf_options *o, zf_backend_factory gpu)
             (double)zf_param_count(&t.src.table) / 1e6, t.micro, t.T, t.ga, t.cfg.zero_stage,
             t.cfg.fp16_enabled ? "fp16 with dynamic loss scaling" : t.cfg.bf16_enabled ? "bf16" : "fp32");
     create_segments(&t);
-    t.model = zf_gpt2_create(&t.src.cfg, &t.src.table, t.params.data, 1, t.src.cfg.n_positions);
+    /* generation reads the working params (gathered whole first under stage 3) */
+    t.model = zf_gpt2_create(&t.src.cfg, &t.src.table, zf_zero_work_params(t.zero), 1, t.src.cfg.n_positions);
     t.inputs = zf_xcalloc((size_t)t.micro * (size_t)t.T, sizeof(int32_t));
     t.targets = zf_xcalloc((size_t)t.micro * (size_t)t.T, sizeof(int32_t));
     zf_loss_scaler_init(&t.scaler, t.cfg.fp16_enabled, t.cfg.fp16_loss_scale, t.cfg.fp16_initial_scale_power,
@@ -488,9 +681,24 @@ int zf_train_main(const zf_options *o, zf_backend_factory gpu)
     t.offload = connect_ctl(&t, "offloadd");
     t.ckpt = connect_ctl(&t, "ckptd");
     init_optimizer(&t, resume_dir[0] ? resume_dir : NULL);
+    if (resume_dir[0] && zf_zero_params_updated(t.zero, &err) != 0) zf_die("%s", err.msg);
+    report_memory(&t);
 
-    zf_backend_spec spec = { &t.src.cfg, &t.src.table, t.params.data, t.grads.data, t.micro, t.T, t.rank,
-                             t.cfg.fp16_enabled, t.cfg.bf16_enabled };
+    zf_backend_spec spec = { .cfg = &t.src.cfg, .table = &t.src.table, .params = zf_zero_work_params(t.zero),
+                             .grads = zf_zero_work_grads(t.zero), .max_B = t.micro, .max_T = t.T, .rank = t.rank,
+                             .fp16 = t.cfg.fp16_enabled, .bf16 = t.cfg.bf16_enabled };
+    spec.act_checkpointing = o->gradient_checkpointing || t.cfg.activation_checkpointing;
+    spec.grad_accum = t.ga;
+    /* No optimizer offload in the config: the GPU keeps the optimizer (one
+     * rank's whole buffer; offloadd then only holds the state for checkpoints). */
+    if (o->num_gpus > 0 && gpu && strcmp(t.cfg.zero_offload_optimizer_device, "cpu") != 0 && attach_opt_state(&t)) {
+        spec.ds = &t.cfg;
+        spec.layout_rows = t.layout.data;
+        spec.layout_nrows = (int)t.layout.hdr->shape[0];
+        spec.opt_master = t.opt_master.data;
+        spec.opt_m = t.opt_m.data;
+        spec.opt_v = t.opt_v.data;
+    }
     if (o->num_gpus > 0 && gpu) {
         t.backend = gpu(&spec, &err);
         if (!t.backend) zf_warn("--num_gpus %d: %s; training on the CPU", o->num_gpus, err.msg);
@@ -498,6 +706,9 @@ int zf_train_main(const zf_options *o, zf_backend_factory gpu)
         zf_warn("--num_gpus %d: this trainer is the CPU build; training on the CPU", o->num_gpus);
     }
     if (!t.backend && !(t.backend = zf_backend_cpu_create(&spec, &err))) zf_die("%s", err.msg);
+    if (t.world > 1 && zf_backend_cpu_attach_zero(t.backend, zf_zero_hooks(t.zero),
+                                                  (uint64_t)t.rank * (uint64_t)t.micro, &err) != 0)
+        zf_die("--world_size %d: %s (GPU ranks need the NCCL engine, not written yet)", t.world, err.msg);
     zf_info("computing on %s", t.backend->name);
 
     t.steps_per_epoch = split_steps(&t, "train");
@@ -520,26 +731,37 @@ int zf_train_main(const zf_options *o, zf_backend_factory gpu)
         double lr = 0;
         int skipped = 0;
         double loss = train_step(&t, &lr, &skipped);
+        if (zf_zero_mean(t.zero, &loss, 1, &err) != 0) zf_die("%s", err.msg); /* the mean over ranks */
         t.step++;
         double dt = zf_now() - t0;
         avg_step = t.step - first_step == 1 ? dt : 0.9 * avg_step + 0.1 * dt;
         double tok_s = (double)tokens_per_step / avg_step, eta = avg_step * (double)(t.total_steps - t.step);
-        publish_step(&t, loss, lr, skipped, dt, tok_s, eta);
+        if (t.rank == 0) publish_step(&t, loss, lr, skipped, dt, tok_s, eta); /* one step event per run */
         if (t.step % (o->log_every > 0 ? o->log_every : 10) == 0 || t.step == t.total_steps || t.step == first_step + 1) {
-            json_t *row = json_pack("{s:s, s:I, s:f, s:f, s:f, s:f, s:f, s:b}", "event", "step", "step",
-                                    (json_int_t)t.step, "loss", loss, "lr", lr, "loss_scale", t.scaler.scale,
-                                    "tokens_per_s", tok_s, "data_wait_s", t.data_wait, "skipped", skipped);
+            json_t *row = json_pack("{s:s, s:I, s:f, s:f, s:f, s:f, s:f, s:b, s:f, s:f, s:f, s:f, s:f}", "event",
+                                    "step", "step", (json_int_t)t.step, "loss", loss, "lr", lr, "loss_scale",
+                                    t.scaler.scale, "tokens_per_s", tok_s, "data_wait_s", t.data_wait, "skipped",
+                                    skipped, "step_s", dt, "forward_s", t.phase.forward_s, "backward_s",
+                                    t.phase.backward_s, "optimizer_s", t.phase.optimizer_s, "transfer_s",
+                                    t.phase.transfer_s);
+            if (getenv("ZF_DEBUG_OVERFLOW_STEPS")) {
+                char hx[17];
+                snprintf(hx, sizeof hx, "%016llx", (unsigned long long)debug_state_hash(&t));
+                json_object_set_new(row, "state_hash", json_string(hx));
+            }
             append_metrics(&t, row);
             json_decref(row);
         }
-        zf_progress_update(&t.progress, t.step, (t.step - 1) / t.steps_per_epoch, loss, lr, t.scaler.scale, tok_s, eta,
+        if (t.rank == 0) zf_progress_update(&t.progress, t.step, (t.step - 1) / t.steps_per_epoch, loss, lr, t.scaler.scale, tok_s, eta,
                            skipped);
         if (skipped) zf_info("step %ld: gradient overflow, step skipped; loss scale now %g", t.step, t.scaler.scale);
         if (o->eval_every > 0 && t.step % o->eval_every == 0 && t.step < t.total_steps) evaluate(&t, "validation");
         if (o->save_checkpoint && o->save_every > 0 && t.step % o->save_every == 0 && t.step < t.total_steps)
             save_checkpoint(&t, 0);
         serve_control(&t);
-        /* SIGINT/SIGTERM is honoured here, between steps */
+        /* SIGINT/SIGTERM is honoured here, between steps, by every rank at once */
+        if (t.world > 1 && zf_zero_rank_agree_stop(&t.comm, zf_stop_signal != 0) && !zf_stop_signal)
+            zf_stop_signal = SIGTERM;
     }
     zf_progress_finish(&t.progress);
     double elapsed = zf_now() - start;
@@ -557,14 +779,25 @@ int zf_train_main(const zf_options *o, zf_backend_factory gpu)
         if (o->generation_prompt[0]) sample(&t, "sample", o->max_new_tokens);
         if (o->save_checkpoint) save_checkpoint(&t, 1);
         if (o->export_hf[0]) {
-            if (zf_hf_save(o->export_hf, &t.src.cfg, &t.src.table, t.params.data, o->tokenizer, &err) != 0)
+            host_params_current(&t, 0);
+            if (zf_zero_gather_all(t.zero, &err) != 0) zf_die("--export_hf: %s", err.msg);
+            if (t.rank == 0 && zf_hf_save(o->export_hf, &t.src.cfg, &t.src.table, zf_zero_work_params(t.zero),
+                                          o->tokenizer, &err) != 0)
                 zf_die("--export_hf: %s", err.msg);
-            zf_info("exported a Hugging Face model directory to %s", o->export_hf);
+            if (zf_zero_release_all(t.zero, &err) != 0) zf_die("--export_hf: %s", err.msg);
+            if (t.rank == 0) zf_info("exported a Hugging Face model directory to %s", o->export_hf);
         }
         wait_checkpoints(&t);
     }
     zf_daemon_set_state(&t.d, "stopping", NULL);
+    if (t.world > 1) {
+        char zline[512];
+        zf_zero_rank_summary(t.zero, t.rank, zline, sizeof zline);
+        zf_info("%s", zline);
+    }
     t.backend->free(t.backend);
+    zf_zero_free(t.zero);
+    zf_zero_plan_free(&t.zplan);
     zf_gpt2_free(t.model);
     free(t.inputs);
     free(t.targets);
@@ -575,8 +808,12 @@ int zf_train_main(const zf_options *o, zf_backend_factory gpu)
     zf_shm_close(&t.params);
     zf_shm_close(&t.grads);
     zf_shm_close(&t.layout);
+    zf_shm_close(&t.opt_master);
+    zf_shm_close(&t.opt_m);
+    zf_shm_close(&t.opt_v);
     zf_model_source_free(&t.src);
     zf_bpe_free(t.bpe);
     zf_daemon_finish(&t.d);
+    zf_comm_finalize(&t.comm);
     return 0;
 }

@@ -10,7 +10,12 @@
  *       differ from the first), OUT/grads.f32 (flat layout, with --targets),
  *       OUT/logits.f32 [B,T,V] with --logits, OUT/table.txt.
  *   probe_gpt2_cuda bench --config JSON [--vocab n] --B n --T n [--dtype d] [--steps n] [--train]
- *       random-init model; prints mean milliseconds of forward and backward */
+ *       random-init model; prints mean milliseconds of forward and backward
+ *   probe_gpt2_cuda ckptcmp --config JSON [--vocab n] --B n --T n [--dtype d]
+ *       activation checkpointing: a random-init model with and without it,
+ *       two accumulated training forward/backward passes (dropout on); prints
+ *       one line "ckptcmp ... loss_equal L grads_equal G max_abs_diff X
+ *       bytes_full F bytes_ckpt C ms_full a ms_ckpt b" (1 = bitwise equal) */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -140,10 +145,83 @@ static int cmd_bench(int argc, char **argv)
     return 0;
 }
 
+/* fwd+bwd of two micro-batches (different dropout seeds) into zeroed grads;
+ * returns the milliseconds of the second pass */
+static double two_passes(zf_gpt2c *m, const int32_t *tok, const int32_t *tgt, int B, int T, float *loss, float *grads)
+{
+    zf_err err;
+    if (zf_gpt2c_zero_grads(m, &err)) zf_die("%s", err.msg);
+    double t0 = 0;
+    for (int k = 0; k < 2; k++) {
+        if (k == 1) {
+            if (cudaStreamSynchronize(zf_gpt2c_stream(m)) != cudaSuccess) zf_die("device failure");
+            t0 = zf_now();
+        }
+        loss[k] = zf_gpt2c_forward(m, tok, tgt, B, T, 1, 11u + (uint64_t)k);
+        if (loss[k] != loss[k]) zf_die("%s", zf_gpt2c_error(m));
+        if (zf_gpt2c_backward(m, 1.0f, &err)) zf_die("%s", err.msg);
+    }
+    if (cudaStreamSynchronize(zf_gpt2c_stream(m)) != cudaSuccess) zf_die("device failure");
+    double ms = 1e3 * (zf_now() - t0);
+    if (zf_gpt2c_get_grads(m, grads, &err)) zf_die("%s", err.msg);
+    return ms;
+}
+
+static int cmd_ckptcmp(int argc, char **argv)
+{
+    zf_gpt2_config cfg;
+    zf_err err;
+    if (zf_gpt2_preset_load(need(argc, argv, "--config"), atoi(opt(argc, argv, "--vocab", "0")), &cfg, &err))
+        zf_die("%s", err.msg);
+    zf_param_table t;
+    zf_gpt2_param_table(&cfg, &t);
+    float *p = zf_params_alloc(&t), *ga = zf_params_alloc(&t), *gb = zf_params_alloc(&t);
+    zf_gpt2_init_params(&cfg, &t, p, 1);
+    const int B = atoi(need(argc, argv, "--B")), T = atoi(need(argc, argv, "--T"));
+    const zf_gpu_dtype dt = parse_dtype(opt(argc, argv, "--dtype", "bf16"));
+    int32_t *tok = zf_xmalloc((size_t)B * T * sizeof *tok), *tgt = zf_xmalloc((size_t)B * T * sizeof *tgt);
+    zf_rng r;
+    zf_rng_seed(&r, 9, 0);
+    for (int i = 0; i < B * T; i++) {
+        tok[i] = (int32_t)zf_rng_below(&r, (uint64_t)cfg.vocab_size);
+        tgt[i] = (int32_t)zf_rng_below(&r, (uint64_t)cfg.vocab_size);
+    }
+    float la[2], lb[2];
+    size_t bytes[2];
+    double ms[2];
+    for (int ck = 0; ck < 2; ck++) {
+        zf_gpt2c *m = zf_gpt2c_create_ex(&cfg, &t, dt, B, T, ck, &err);
+        if (!m || zf_gpt2c_set_params(m, p, &err)) zf_die("%s", err.msg);
+        if (zf_gpt2c_act_checkpointing(m) != ck) zf_die("act_checkpointing flag not kept");
+        two_passes(m, tok, tgt, B, T, ck ? lb : la, ck ? gb : ga); /* warm-up: plans, scratch */
+        ms[ck] = two_passes(m, tok, tgt, B, T, ck ? lb : la, ck ? gb : ga);
+        bytes[ck] = zf_gpt2c_device_bytes(m);
+        zf_gpt2c_free(m);
+    }
+    double maxd = 0;
+    for (size_t i = 0; i < t.total; i++) {
+        double d = ga[i] > gb[i] ? (double)ga[i] - gb[i] : (double)gb[i] - ga[i];
+        if (!(d <= maxd)) maxd = d; /* NaN propagates */
+    }
+    printf("ckptcmp %s params %zu B %d T %d loss %.6f %.6f loss_equal %d grads_equal %d max_abs_diff %g "
+           "bytes_full %zu bytes_ckpt %zu ms_full %.2f ms_ckpt %.2f\n",
+           zf_gpu_dtype_name(dt), zf_param_count(&t), B, T, la[0], la[1],
+           memcmp(la, lb, sizeof la) == 0, memcmp(ga, gb, t.total * sizeof(float)) == 0, maxd, bytes[0], bytes[1],
+           ms[0], ms[1]);
+    free(p);
+    free(ga);
+    free(gb);
+    free(tok);
+    free(tgt);
+    zf_param_table_free(&t);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     zf_log_init("probe_gpt2_cuda");
     if (argc >= 2 && !strcmp(argv[1], "fwdbwd")) return cmd_fwdbwd(argc, argv);
     if (argc >= 2 && !strcmp(argv[1], "bench")) return cmd_bench(argc, argv);
-    zf_die("usage: probe_gpt2_cuda fwdbwd|bench ...");
+    if (argc >= 2 && !strcmp(argv[1], "ckptcmp")) return cmd_ckptcmp(argc, argv);
+    zf_die("usage: probe_gpt2_cuda fwdbwd|bench|ckptcmp ...");
 }

@@ -6,7 +6,14 @@
  * allocated per step, except the kernels' scratch on first use of a size);
  * per-layer activations sit at fixed strides of the maximal sizes, rounded
  * to 64 elements so every buffer start stays 128-byte aligned for the
- * products and the vectorised kernels. */
+ * products and the vectorised kernels.
+ *
+ * Activation checkpointing keeps only each block's output (res3, which is
+ * the next block's input) and one block's worth of the other activations;
+ * the backward reruns a block's forward from its input right before that
+ * block's backward.  The rerun is the same kernels on the same inputs with
+ * the same dropout sites, so the gradients are bitwise those of the
+ * non-checkpointed model. */
 #include "gpt2_cuda.cuh"
 
 #include <cuda_runtime.h>
@@ -30,6 +37,9 @@ struct zf_gpt2c {
     size_t es; /* element size of dt */
     size_t total;
     int max_B, max_T;
+    int ckpt;    /* activation checkpointing: one layer's activations, recomputed in backward */
+    int Lb;      /* layers of activations kept: n_layer, or 1 with ckpt */
+    size_t mem_bytes;
     size_t o_wte, o_wpe, o_lnfw, o_lnfb;
     layer_off *lo;
     cudaStream_t s;
@@ -51,6 +61,13 @@ struct zf_gpt2c {
     int B, T, training, count, has_targets, fwd_ok;
     uint64_t seed;
     char err[512]; /* reason of the last failed forward */
+    /* gradient streaming (zf_gpt2c_stream_grads_next): per layer [start,end)
+     * of its tensors in the flat buffer, the copy stream, an event per layer */
+    size_t (*lrange)[2], lay_lo, lay_hi;
+    int can_stream;
+    cudaStream_t cs;
+    cudaEvent_t *lev, cs_done;
+    float *sink, *streamed;
 };
 
 
@@ -105,27 +122,27 @@ static void *carve(carver *c, size_t bytes)
 
 static void layout(zf_gpt2c *m, carver *c)
 {
-    const size_t L = (size_t)m->c.n_layer, es = m->es;
+    const size_t L = (size_t)m->c.n_layer, Lb = (size_t)m->Lb, es = m->es;
     m->params = carve(c, m->total * es);
     m->grads = (float *)carve(c, m->total * sizeof(float));
     m->stage = m->dt == ZF_GPU_F32 ? NULL : (float *)carve(c, m->total * sizeof(float));
     m->x0 = carve(c, m->sD * es);
-    m->ln1 = carve(c, L * m->sD * es);
-    m->qkv = carve(c, L * m->s3D * es);
-    m->atty = carve(c, L * m->sD * es);
-    m->res2 = carve(c, L * m->sD * es);
-    m->ln2 = carve(c, L * m->sD * es);
-    m->fch = carve(c, L * m->s4D * es);
-    m->fchg = carve(c, L * m->s4D * es);
-    m->res3 = carve(c, L * m->sD * es);
+    m->ln1 = carve(c, Lb * m->sD * es);
+    m->qkv = carve(c, Lb * m->s3D * es);
+    m->atty = carve(c, Lb * m->sD * es);
+    m->res2 = carve(c, Lb * m->sD * es);
+    m->ln2 = carve(c, Lb * m->sD * es);
+    m->fch = carve(c, Lb * m->s4D * es);
+    m->fchg = carve(c, Lb * m->s4D * es);
+    m->res3 = carve(c, L * m->sD * es); /* block outputs: always all layers */
     m->lnf = carve(c, m->sD * es);
-    m->ln1_mean = (float *)carve(c, L * m->sNp * 4);
-    m->ln1_rstd = (float *)carve(c, L * m->sNp * 4);
-    m->ln2_mean = (float *)carve(c, L * m->sNp * 4);
-    m->ln2_rstd = (float *)carve(c, L * m->sNp * 4);
+    m->ln1_mean = (float *)carve(c, Lb * m->sNp * 4);
+    m->ln1_rstd = (float *)carve(c, Lb * m->sNp * 4);
+    m->ln2_mean = (float *)carve(c, Lb * m->sNp * 4);
+    m->ln2_rstd = (float *)carve(c, Lb * m->sNp * 4);
     m->lnf_mean = (float *)carve(c, m->sNp * 4);
     m->lnf_rstd = (float *)carve(c, m->sNp * 4);
-    m->lse = (float *)carve(c, L * m->sLse * 4);
+    m->lse = (float *)carve(c, Lb * m->sLse * 4);
     m->tmp = carve(c, m->sD * es);
     m->dres = carve(c, m->sD * es);
     m->dln = carve(c, m->sD * es);
@@ -144,6 +161,12 @@ static void layout(zf_gpt2c *m, carver *c)
 
 zf_gpt2c *zf_gpt2c_create(const zf_gpt2_config *cfg, const zf_param_table *t, zf_gpu_dtype dt, int max_B, int max_T,
                           zf_err *err)
+{
+    return zf_gpt2c_create_ex(cfg, t, dt, max_B, max_T, 0, err);
+}
+
+zf_gpt2c *zf_gpt2c_create_ex(const zf_gpt2_config *cfg, const zf_param_table *t, zf_gpu_dtype dt, int max_B, int max_T,
+                             int act_checkpointing, zf_err *err)
 {
     if (zf_gpu_dtype_size(dt) == 0) {
         zf_err_set(err, "gpt2_cuda: dtype: expected fp32, bf16 or fp16, got %d", (int)dt);
@@ -166,6 +189,8 @@ zf_gpt2c *zf_gpt2c_create(const zf_gpt2_config *cfg, const zf_param_table *t, zf
     m->total = t->total;
     m->max_B = max_B;
     m->max_T = max_T;
+    m->ckpt = act_checkpointing != 0;
+    m->Lb = m->ckpt ? 1 : cfg->n_layer;
     const size_t d = (size_t)cfg->n_embd, V = (size_t)cfg->vocab_size, P = (size_t)cfg->n_positions;
     const int L = cfg->n_layer;
     m->lo = (layer_off *)calloc((size_t)L, sizeof *m->lo);
@@ -210,6 +235,7 @@ zf_gpt2c *zf_gpt2c_create(const zf_gpt2_config *cfg, const zf_param_table *t, zf
         zf_gpt2c_free(m);
         return NULL;
     }
+    m->mem_bytes = c0.off;
     carver c1 = {(char *)m->mem, 0};
     layout(m, &c1);
     m->mm = zf_matmul_create(0, err);
@@ -222,6 +248,36 @@ zf_gpt2c *zf_gpt2c_create(const zf_gpt2_config *cfg, const zf_param_table *t, zf
         zf_gpt2c_free(m);
         return NULL;
     }
+    /* Gradient streaming needs each layer's tensors in one range of their
+     * own, between the embeddings and ln_f (the HF order of lib/model.h). */
+    m->lrange = (size_t(*)[2])calloc((size_t)L, sizeof *m->lrange);
+    m->lev = (cudaEvent_t *)calloc((size_t)L, sizeof *m->lev);
+    if (!m->lrange || !m->lev) {
+        zf_err_set(err, "gpt2_cuda: out of host memory");
+        zf_gpt2c_free(m);
+        return NULL;
+    }
+    int ok = 1;
+    for (int l = 0; l < L; l++) {
+        const layer_off *o = &m->lo[l];
+        const size_t off[12] = {o->ln1w, o->ln1b, o->qkvw, o->qkvb, o->attpw, o->attpb,
+                                o->ln2w, o->ln2b, o->fcw, o->fcb, o->fcpw, o->fcpb};
+        const size_t num[12] = {d, d, 3 * d * d, 3 * d, d * d, d, d, d, 4 * d * d, 4 * d, 4 * d * d, d};
+        size_t lo = off[0], hi = off[0] + num[0];
+        for (int k = 1; k < 12; k++) {
+            lo = off[k] < lo ? off[k] : lo;
+            hi = off[k] + num[k] > hi ? off[k] + num[k] : hi;
+        }
+        m->lrange[l][0] = lo;
+        m->lrange[l][1] = hi;
+        if (l > 0 && lo < m->lrange[l - 1][1]) ok = 0; /* layers in order, disjoint */
+    }
+    m->lay_lo = m->lrange[0][0];
+    m->lay_hi = m->lrange[L - 1][1];
+    const size_t outside[4][2] = {{m->o_wte, V * d}, {m->o_wpe, P * d}, {m->o_lnfw, d}, {m->o_lnfb, d}};
+    for (int k = 0; k < 4; k++)
+        if (outside[k][0] < m->lay_hi && outside[k][0] + outside[k][1] > m->lay_lo) ok = 0;
+    m->can_stream = ok;
     return m;
 }
 
@@ -229,6 +285,15 @@ void zf_gpt2c_free(zf_gpt2c *m)
 {
     if (!m) return;
     if (m->s) cudaStreamSynchronize(m->s);
+    if (m->cs) {
+        cudaStreamSynchronize(m->cs);
+        for (int l = 0; l < m->c.n_layer; l++)
+            if (m->lev[l]) cudaEventDestroy(m->lev[l]);
+        cudaEventDestroy(m->cs_done);
+        cudaStreamDestroy(m->cs);
+    }
+    free(m->lrange);
+    free(m->lev);
     if (m->gk) zf_gk_free(m->gk);
     if (m->mm) zf_matmul_free(m->mm);
     if (m->mem) cudaFree(m->mem);
@@ -244,6 +309,16 @@ const char *zf_gpt2c_error(const zf_gpt2c *m) { return m->err; }
 float *zf_gpt2c_grads_dev(zf_gpt2c *m) { return m->grads; }
 void *zf_gpt2c_params_dev(zf_gpt2c *m) { return m->params; }
 cudaStream_t zf_gpt2c_stream(const zf_gpt2c *m) { return m->s; }
+zf_gk *zf_gpt2c_gk(zf_gpt2c *m) { return m->gk; }
+size_t zf_gpt2c_device_bytes(const zf_gpt2c *m) { return m->mem_bytes; }
+int zf_gpt2c_act_checkpointing(const zf_gpt2c *m) { return m->ckpt; }
+
+int zf_gpt2c_poison_grads(zf_gpt2c *m, zf_err *err)
+{
+    static const float inf = INFINITY; /* static: the async copy reads it later */
+    CK(cudaMemcpyAsync(m->grads, &inf, sizeof inf, cudaMemcpyHostToDevice, m->s));
+    return 0;
+}
 
 int zf_gpt2c_set_params(zf_gpt2c *m, const float *host, zf_err *err)
 {
@@ -260,50 +335,97 @@ int zf_gpt2c_set_params(zf_gpt2c *m, const float *host, zf_err *err)
 
 int zf_gpt2c_zero_grads(zf_gpt2c *m, zf_err *err)
 {
+    m->sink = NULL;
+    if (m->cs) { /* a streaming copy may still read the old gradients */
+        CK(cudaEventRecord(m->cs_done, m->cs));
+        CK(cudaStreamWaitEvent(m->s, m->cs_done, 0));
+    }
     CK(cudaMemsetAsync(m->grads, 0, m->total * sizeof(float), m->s));
+    return 0;
+}
+
+int zf_gpt2c_stream_grads_next(zf_gpt2c *m, float *host, zf_err *err)
+{
+    if (!host) {
+        m->sink = NULL;
+        return 0;
+    }
+    if (!m->can_stream) return zf_err_set(err, "gpt2_cuda: stream_grads: the layers' tensors are not contiguous");
+    if (!m->cs) {
+        CK(cudaStreamCreateWithFlags(&m->cs, cudaStreamNonBlocking));
+        for (int l = 0; l < m->c.n_layer; l++) CK(cudaEventCreateWithFlags(&m->lev[l], cudaEventDisableTiming));
+        CK(cudaEventCreateWithFlags(&m->cs_done, cudaEventDisableTiming));
+    }
+    m->sink = host;
     return 0;
 }
 
 int zf_gpt2c_get_grads(zf_gpt2c *m, float *host, zf_err *err)
 {
-    CK(cudaMemcpyAsync(host, m->grads, m->total * sizeof(float), cudaMemcpyDeviceToHost, m->s));
+    if (m->streamed == host) { /* the layers are on their way: the rest, after them */
+        m->streamed = NULL;
+        CK(cudaEventRecord(m->cs_done, m->cs));
+        CK(cudaStreamWaitEvent(m->s, m->cs_done, 0));
+        CK(cudaMemcpyAsync(host, m->grads, m->lay_lo * sizeof(float), cudaMemcpyDeviceToHost, m->s));
+        CK(cudaMemcpyAsync(host + m->lay_hi, m->grads + m->lay_hi, (m->total - m->lay_hi) * sizeof(float),
+                           cudaMemcpyDeviceToHost, m->s));
+    } else {
+        m->streamed = NULL;
+        CK(cudaMemcpyAsync(host, m->grads, m->total * sizeof(float), cudaMemcpyDeviceToHost, m->s));
+    }
     CK(cudaStreamSynchronize(m->s));
     return 0;
 }
 
 /* ----------------------------------------------------------- forward */
 
-static int forward_dev(zf_gpt2c *m, zf_err *err)
+/* One block's forward from its input x into out (res3 of the layer), its
+ * other activations in slot l (slot 0 with checkpointing). */
+static int layer_fwd(zf_gpt2c *m, int l, const void *x, void *res3, zf_err *err)
 {
-    const int B = m->B, T = m->T, d = m->c.n_embd, V = m->c.vocab_size, L = m->c.n_layer, NH = m->c.n_head;
+    const int B = m->B, T = m->T, d = m->c.n_embd, NH = m->c.n_head;
     const int N = B * T;
     const size_t ND = (size_t)N * d;
     const zf_gpu_dtype dt = m->dt;
     const float eps = m->c.layer_norm_epsilon;
     const uint64_t seed = m->seed;
-    const float pe = m->training ? m->c.embd_pdrop : 0.0f, pa = m->training ? m->c.attn_pdrop : 0.0f,
-                pr = m->training ? m->c.resid_pdrop : 0.0f;
+    const float pa = m->training ? m->c.attn_pdrop : 0.0f, pr = m->training ? m->c.resid_pdrop : 0.0f;
+    const int sl = m->ckpt ? 0 : l;
+    const layer_off *o = &m->lo[l];
+    void *ln1 = ep(m, m->ln1, sl * m->sD), *qkv = ep(m, m->qkv, sl * m->s3D), *atty = ep(m, m->atty, sl * m->sD);
+    void *res2 = ep(m, m->res2, sl * m->sD), *ln2 = ep(m, m->ln2, sl * m->sD), *fch = ep(m, m->fch, sl * m->s4D);
+    void *fchg = ep(m, m->fchg, sl * m->s4D);
+    float *m1 = m->ln1_mean + sl * m->sNp, *r1 = m->ln1_rstd + sl * m->sNp;
+    float *m2 = m->ln2_mean + sl * m->sNp, *r2 = m->ln2_rstd + sl * m->sNp;
+    GK(zf_gk_layernorm_fwd(m->gk, dt, ln1, m1, r1, x, pp(m, o->ln1w), pp(m, o->ln1b), N, d, eps));
+    MM(zf_linear_fwd(m->mm, m->s, dt, qkv, ln1, pp(m, o->qkvw), pp(m, o->qkvb), N, d, 3 * d));
+    zf_attn_desc ad = {B, T, d, NH, attn_dt(dt), pa, seed, site(l, K_ATTN), 0};
+    if (zf_attn_forward(&ad, atty, m->lse + sl * m->sLse, qkv, m->s, err)) return -1;
+    MM(zf_linear_fwd(m->mm, m->s, dt, m->tmp, atty, pp(m, o->attpw), pp(m, o->attpb), N, d, d));
+    GK(zf_gk_residual_fwd(m->gk, dt, res2, x, m->tmp, ND, pr, seed, site(l, K_ATTRES)));
+    GK(zf_gk_layernorm_fwd(m->gk, dt, ln2, m2, r2, res2, pp(m, o->ln2w), pp(m, o->ln2b), N, d, eps));
+    MM(zf_linear_fwd(m->mm, m->s, dt, fch, ln2, pp(m, o->fcw), pp(m, o->fcb), N, d, 4 * d));
+    /* the exact tanh GELU of the CPU model, not cuBLASLt's epilogue */
+    GK(zf_gk_gelu_fwd(m->gk, dt, fchg, fch, (size_t)N * 4 * d));
+    MM(zf_linear_fwd(m->mm, m->s, dt, m->tmp, fchg, pp(m, o->fcpw), pp(m, o->fcpb), N, 4 * d, d));
+    GK(zf_gk_residual_fwd(m->gk, dt, res3, res2, m->tmp, ND, pr, seed, site(l, K_MLPRES)));
+    return 0;
+}
+
+
+static int forward_dev(zf_gpt2c *m, zf_err *err)
+{
+    const int B = m->B, T = m->T, d = m->c.n_embd, V = m->c.vocab_size, L = m->c.n_layer;
+    const int N = B * T;
+    const zf_gpu_dtype dt = m->dt;
+    const float eps = m->c.layer_norm_epsilon;
+    const uint64_t seed = m->seed;
+    const float pe = m->training ? m->c.embd_pdrop : 0.0f;
     GK(zf_gk_embed_fwd(m->gk, dt, m->x0, m->tok, pp(m, m->o_wte), pp(m, m->o_wpe), B, T, d, V, pe, seed));
     const void *x = m->x0;
     for (int l = 0; l < L; l++) {
-        const layer_off *o = &m->lo[l];
-        void *ln1 = ep(m, m->ln1, l * m->sD), *qkv = ep(m, m->qkv, l * m->s3D), *atty = ep(m, m->atty, l * m->sD);
-        void *res2 = ep(m, m->res2, l * m->sD), *ln2 = ep(m, m->ln2, l * m->sD), *fch = ep(m, m->fch, l * m->s4D);
-        void *fchg = ep(m, m->fchg, l * m->s4D), *res3 = ep(m, m->res3, l * m->sD);
-        float *m1 = m->ln1_mean + l * m->sNp, *r1 = m->ln1_rstd + l * m->sNp;
-        float *m2 = m->ln2_mean + l * m->sNp, *r2 = m->ln2_rstd + l * m->sNp;
-        GK(zf_gk_layernorm_fwd(m->gk, dt, ln1, m1, r1, x, pp(m, o->ln1w), pp(m, o->ln1b), N, d, eps));
-        MM(zf_linear_fwd(m->mm, m->s, dt, qkv, ln1, pp(m, o->qkvw), pp(m, o->qkvb), N, d, 3 * d));
-        zf_attn_desc ad = {B, T, d, NH, attn_dt(dt), pa, seed, site(l, K_ATTN), 0};
-        if (zf_attn_forward(&ad, atty, m->lse + l * m->sLse, qkv, m->s, err)) return -1;
-        MM(zf_linear_fwd(m->mm, m->s, dt, m->tmp, atty, pp(m, o->attpw), pp(m, o->attpb), N, d, d));
-        GK(zf_gk_residual_fwd(m->gk, dt, res2, x, m->tmp, ND, pr, seed, site(l, K_ATTRES)));
-        GK(zf_gk_layernorm_fwd(m->gk, dt, ln2, m2, r2, res2, pp(m, o->ln2w), pp(m, o->ln2b), N, d, eps));
-        MM(zf_linear_fwd(m->mm, m->s, dt, fch, ln2, pp(m, o->fcw), pp(m, o->fcb), N, d, 4 * d));
-        /* the exact tanh GELU of the CPU model, not cuBLASLt's epilogue */
-        GK(zf_gk_gelu_fwd(m->gk, dt, fchg, fch, (size_t)N * 4 * d));
-        MM(zf_linear_fwd(m->mm, m->s, dt, m->tmp, fchg, pp(m, o->fcpw), pp(m, o->fcpb), N, 4 * d, d));
-        GK(zf_gk_residual_fwd(m->gk, dt, res3, res2, m->tmp, ND, pr, seed, site(l, K_MLPRES)));
+        void *res3 = ep(m, m->res3, l * m->sD);
+        if (layer_fwd(m, l, x, res3, err)) return -1;
         x = res3;
     }
     GK(zf_gk_layernorm_fwd(m->gk, dt, m->lnf, m->lnf_mean, m->lnf_rstd, x, pp(m, m->o_lnfw), pp(m, m->o_lnfb), N, d,
@@ -400,6 +522,11 @@ int zf_gpt2c_backward(zf_gpt2c *m, float loss_scale, zf_err *err)
     const float pe = m->training ? m->c.embd_pdrop : 0.0f, pa = m->training ? m->c.attn_pdrop : 0.0f,
                 pr = m->training ? m->c.resid_pdrop : 0.0f;
     float *g = m->grads;
+    /* streaming armed for this backward: each layer's gradients go to the
+     * host on the copy stream as soon as that layer is done */
+    float *sink = m->sink;
+    m->sink = NULL;
+    m->streamed = sink;
 
     /* tied head: dlnf = dlogits wte (overwritten), dwte += dlogits^T lnf */
     GK(zf_gk_classifier(m->gk, dt, m->lnf, pp(m, m->o_wte), m->tgt, N, d, V, loss_scale, m->losses, NULL, NULL, m->dln,
@@ -410,11 +537,15 @@ int zf_gpt2c_backward(zf_gpt2c *m, float loss_scale, zf_err *err)
     for (int l = L - 1; l >= 0; l--) {
         const layer_off *o = &m->lo[l];
         const void *in = l == 0 ? m->x0 : ep(m, m->res3, (l - 1) * m->sD);
-        void *ln1 = ep(m, m->ln1, l * m->sD), *qkv = ep(m, m->qkv, l * m->s3D), *atty = ep(m, m->atty, l * m->sD);
-        void *res2 = ep(m, m->res2, l * m->sD), *ln2 = ep(m, m->ln2, l * m->sD), *fch = ep(m, m->fch, l * m->s4D);
-        void *fchg = ep(m, m->fchg, l * m->s4D);
-        float *m1 = m->ln1_mean + l * m->sNp, *r1 = m->ln1_rstd + l * m->sNp;
-        float *m2 = m->ln2_mean + l * m->sNp, *r2 = m->ln2_rstd + l * m->sNp;
+        const int sl = m->ckpt ? 0 : l;
+        /* checkpointing: rerun the block (its output goes to scratch; res3[l]
+         * already holds the same values) */
+        if (m->ckpt && layer_fwd(m, l, in, m->dtmp, err)) return -1;
+        void *ln1 = ep(m, m->ln1, sl * m->sD), *qkv = ep(m, m->qkv, sl * m->s3D), *atty = ep(m, m->atty, sl * m->sD);
+        void *res2 = ep(m, m->res2, sl * m->sD), *ln2 = ep(m, m->ln2, sl * m->sD), *fch = ep(m, m->fch, sl * m->s4D);
+        void *fchg = ep(m, m->fchg, sl * m->s4D);
+        float *m1 = m->ln1_mean + sl * m->sNp, *r1 = m->ln1_rstd + sl * m->sNp;
+        float *m2 = m->ln2_mean + sl * m->sNp, *r2 = m->ln2_rstd + sl * m->sNp;
         /* x3 = x2 + drop(mlp) */
         const void *dy = m->dres;
         if (pr > 0.0f) {
@@ -437,11 +568,17 @@ int zf_gpt2c_backward(zf_gpt2c *m, float loss_scale, zf_err *err)
         MM(zf_linear_bwd(m->mm, m->s, dt, m->datty, g + o->attpw, dy, atty, pp(m, o->attpw), N, d, d));
         GK(zf_gk_bias_grad(m->gk, dt, g + o->attpb, dy, N, d));
         zf_attn_desc ad = {B, T, d, NH, attn_dt(dt), pa, seed, site(l, K_ATTN), 0};
-        if (zf_attn_backward(&ad, m->dqkv, m->datty, qkv, atty, m->lse + l * m->sLse, m->attn_ws, m->s, err)) return -1;
+        if (zf_attn_backward(&ad, m->dqkv, m->datty, qkv, atty, m->lse + sl * m->sLse, m->attn_ws, m->s, err)) return -1;
         MM(zf_linear_bwd(m->mm, m->s, dt, m->dln, g + o->qkvw, m->dqkv, ln1, pp(m, o->qkvw), N, d, 3 * d));
         GK(zf_gk_bias_grad(m->gk, dt, g + o->qkvb, m->dqkv, N, 3 * d));
         GK(zf_gk_layernorm_bwd(m->gk, dt, m->dres, g + o->ln1w, g + o->ln1b, m->dln, in, pp(m, o->ln1w), m1, r1, N,
                                d));
+        if (sink) {
+            const size_t a = m->lrange[l][0], n = m->lrange[l][1] - a;
+            CK(cudaEventRecord(m->lev[l], m->s));
+            CK(cudaStreamWaitEvent(m->cs, m->lev[l], 0));
+            CK(cudaMemcpyAsync(sink + a, g + a, n * sizeof(float), cudaMemcpyDeviceToHost, m->cs));
+        }
     }
     const void *dx = m->dres;
     if (pe > 0.0f) {

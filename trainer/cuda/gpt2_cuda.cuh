@@ -41,7 +41,14 @@ typedef struct zf_gpt2c zf_gpt2c;
  * with err filled on invalid sizes or a CUDA/cuBLASLt failure. */
 zf_gpt2c *zf_gpt2c_create(const zf_gpt2_config *cfg, const zf_param_table *t, zf_gpu_dtype dt, int max_B, int max_T,
                           zf_err *err);
+/* The same with activation checkpointing when act_checkpointing != 0: only
+ * each block's output is kept per layer, the other activations of one block
+ * once; backward recomputes each block (same gradients, bitwise). */
+zf_gpt2c *zf_gpt2c_create_ex(const zf_gpt2_config *cfg, const zf_param_table *t, zf_gpu_dtype dt, int max_B, int max_T,
+                             int act_checkpointing, zf_err *err);
 void zf_gpt2c_free(zf_gpt2c *m);
+size_t zf_gpt2c_device_bytes(const zf_gpt2c *m); /* the model's one allocation */
+int zf_gpt2c_act_checkpointing(const zf_gpt2c *m);
 const zf_gpt2_config *zf_gpt2c_get_config(const zf_gpt2c *m);
 zf_gpu_dtype zf_gpt2c_dtype(const zf_gpt2c *m);
 
@@ -73,9 +80,21 @@ int zf_gpt2c_backward(zf_gpt2c *m, float loss_scale, zf_err *err);
  * or borrow the device pointers (for the optimizer / collectives). */
 int zf_gpt2c_zero_grads(zf_gpt2c *m, zf_err *err);
 int zf_gpt2c_get_grads(zf_gpt2c *m, float *host_grads, zf_err *err);
+/* Overlap the gradients' copy to the host with the next backward: each
+ * layer's gradients (final once that layer's backward is done, so arm this
+ * before the LAST accumulated backward only) go to host_grads (t->total
+ * floats, pinned for the overlap) on a copy stream; zf_gpt2c_get_grads with
+ * the same pointer then copies only the rest (embeddings, ln_f) and waits.
+ * NULL disarms; zero_grads disarms too.  -1 (err) if the layout has the
+ * layers' tensors interleaved. */
+int zf_gpt2c_stream_grads_next(zf_gpt2c *m, float *host_grads, zf_err *err);
 float *zf_gpt2c_grads_dev(zf_gpt2c *m);
 void *zf_gpt2c_params_dev(zf_gpt2c *m); /* compute copy, type zf_gpt2c_dtype() */
 cudaStream_t zf_gpt2c_stream(const zf_gpt2c *m);
+/* The kernel context on the model's stream (AdamW, grad stats, conversions). */
+struct zf_gk *zf_gpt2c_gk(zf_gpt2c *m);
+/* Test-only: gradient element 0 = +inf on the device (asynchronous). */
+int zf_gpt2c_poison_grads(zf_gpt2c *m, zf_err *err);
 
 #ifdef __cplusplus
 }

@@ -1,0 +1,53 @@
+/* zero_rank.h - the trainer process's side of ZeRO (one rank of the pipeline).
+ *
+ * Owns: the rank's kept shared-memory segments as the stage wants them
+ * (parameters whole or the slice, gradients whole or the slice, named per
+ * rank so N trainers of one run do not collide), the ZeRO fields of
+ * offloadd's opt_init, the per-rank memory report at start (measured from
+ * the real segment sizes, offloadd's optimizer segments and the engine's
+ * resident working pages, printed with lib/zero_memory.h's line next to the
+ * accounting), and the decisions all ranks must take together (stop). */
+#ifndef ZF_ZERO_RANK_H
+#define ZF_ZERO_RANK_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "comm.h"
+#include "log.h"
+#include "msg.h"
+#include "shm.h"
+#include "zero_engine.h"
+#include "zero_plan.h"
+
+/* "what" in a world of one (the names the single-rank pipeline always
+ * used), "what-r<rank>" otherwise. */
+void zf_zero_rank_seg_name(char *out, size_t n, const char *what, int rank, int world);
+
+/* params: plan->params_numel floats filled from init (the whole initial flat
+ * buffer) from params_base; grads: plan->grads_numel zeros. */
+int zf_zero_rank_segments(const zf_zero_plan *p, const char *run_id, const float *init, zf_shm *params, zf_shm *grads,
+                          zf_err *err);
+
+/* The optimizer shard and the segments' bases, on an opt_init message. */
+void zf_zero_rank_opt_init(const zf_zero_plan *p, zf_msg *m);
+
+/* Bytes of the master/m/v segments named in offloadd's opt_state reply
+ * (attached, measured, detached). */
+int zf_zero_rank_opt_bytes(const zf_msg *opt_state, uint64_t *bytes, zf_err *err);
+
+/* The report line (lib/zero_memory.h format) of this rank from measured
+ * sizes; *match = 1 when they equal the accounting (K = 4, optimizer in
+ * offloadd). */
+int zf_zero_rank_memory_line(zf_zero *z, const zf_zero_plan *p, const zf_shm *params, const zf_shm *grads,
+                             uint64_t optimizer_bytes, char *line, size_t n, int *match, zf_err *err);
+
+/* The closing line of a rank: peak resident memory of the process
+ * (VmHWM) and the engine's bookkeeping (stage-3 live peak, gradient
+ * buckets). */
+void zf_zero_rank_summary(zf_zero *z, int rank, char *line, size_t n);
+
+/* 1 on every rank when any rank asks to stop (a signal), else 0. */
+int zf_zero_rank_agree_stop(zf_comm *c, int stop_here);
+
+#endif

@@ -15,7 +15,6 @@
 #include "shard_optimizer.h"
 #include "shm.h"
 
-#define MAX_RANKS 64
 
 typedef struct rank_state {
     int active;
@@ -36,7 +35,7 @@ typedef struct offload_server {
     zf_ds_config cfg;
     zf_adamw_hparams hp;
     zf_lr_schedule sched;
-    rank_state ranks[MAX_RANKS];
+    rank_state ranks[ZF_OFFLOAD_MAX_RANKS];
 } offload_server;
 
 static void free_rank(rank_state *r)
@@ -107,7 +106,7 @@ static int restore_rank(offload_server *s, rank_state *r, int rank, const char *
 static int handle_init(offload_server *s, const zf_msg *m, zf_err *err)
 {
     int rank = (int)zf_msg_int(m, "rank");
-    if (rank < 0 || rank >= MAX_RANKS) return zf_err_set(err, "opt_init: rank %d out of range", rank);
+    if (rank < 0 || rank >= ZF_OFFLOAD_MAX_RANKS) return zf_err_set(err, "opt_init: rank %d out of range", rank);
     rank_state *r = &s->ranks[rank];
     free_rank(r);
     r->numel = (size_t)zf_msg_int(m, "numel");
@@ -184,7 +183,7 @@ fail:
 static zf_msg *handle_grads(offload_server *s, const zf_msg *m, zf_err *err)
 {
     int rank = (int)zf_msg_int(m, "rank");
-    if (rank < 0 || rank >= MAX_RANKS || !s->ranks[rank].active) {
+    if (rank < 0 || rank >= ZF_OFFLOAD_MAX_RANKS || !s->ranks[rank].active) {
         zf_err_set(err, "grads_ready: rank %d has no optimizer (send opt_init first)", rank);
         return NULL;
     }
@@ -210,7 +209,7 @@ static zf_msg *handle_grads(offload_server *s, const zf_msg *m, zf_err *err)
 static zf_msg *handle_state_req(offload_server *s, const zf_msg *m, zf_err *err)
 {
     int rank = (int)zf_msg_int(m, "rank");
-    if (rank < 0 || rank >= MAX_RANKS || !s->ranks[rank].active) {
+    if (rank < 0 || rank >= ZF_OFFLOAD_MAX_RANKS || !s->ranks[rank].active) {
         zf_err_set(err, "opt_state_req: rank %d has no optimizer", rank);
         return NULL;
     }
@@ -251,7 +250,7 @@ int zf_offload_serve(const zf_options *o)
     int stop = 0;
     while (!stop && !zf_stop_signal) zf_daemon_serve_one(&s.d, 200, handle_request, &s, &stop);
     zf_daemon_set_state(&s.d, "stopping", NULL);
-    for (int i = 0; i < MAX_RANKS; i++) free_rank(&s.ranks[i]);
+    for (int i = 0; i < ZF_OFFLOAD_MAX_RANKS; i++) free_rank(&s.ranks[i]);
     zf_daemon_finish(&s.d);
     return 0;
 }

@@ -13,6 +13,9 @@
 
 #include "options.h"
 
+/* Trainer ranks one offloadd serves (the ranks of its node). */
+#define ZF_OFFLOAD_MAX_RANKS 64
+
 int zf_offload_serve(const zf_options *o);
 
 #endif

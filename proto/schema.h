@@ -202,7 +202,6 @@
     MSG(ckpt_save, 1)                                                           \
         F(step, INT, REQ)                                                       \
         F(meta_json, STR, REQ)                                                  \
-        F(params_shm, STR, REQ)                                                 \
         F(numel, INT, REQ)                                                      \
         F(opt_rank_count, INT, REQ)                                             \
         F(final, BOOL, OPT)                                                     \

@@ -13,6 +13,7 @@
 #include "dataset.h"
 #include "ds_config.h"
 #include "model_source.h"
+#include "offload_server.h"
 #include "paths.h"
 #include "tok_record.h"
 
@@ -111,6 +112,10 @@ int zf_preflight(const zf_options *o, zf_err *err)
     }
     if (o->record[0] && check_record_path(o->record, err) != 0) return -1;
 
+    /* every rank runs on this node today, served by one offloadd */
+    if (o->world_size > ZF_OFFLOAD_MAX_RANKS)
+        return zf_err_set(err, "--world_size: %d ranks on one node, expected at most %d (one offloadd serves a node's ranks)",
+                          o->world_size, ZF_OFFLOAD_MAX_RANKS);
     if (o->resume) {
         const char *where = o->resume_path[0] ? o->resume_path : o->output_dir;
         char dir[1024];

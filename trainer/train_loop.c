@@ -381,7 +381,6 @@ static void save_checkpoint(trainer *t, int final)
     zf_msg *m = zf_msg_new("ckpt_save"), *r = NULL;
     zf_msg_set_int(m, "step", t->step);
     zf_msg_set_str(m, "meta_json", meta);
-    zf_msg_set_str(m, "params_shm", t->params.name);
     zf_msg_set_int(m, "numel", (int64_t)t->src.table.total);
     zf_msg_set_int(m, "opt_rank_count", t->world);
     zf_msg_set_bool(m, "final", final);

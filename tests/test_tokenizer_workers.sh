@@ -12,7 +12,11 @@
 #      re-leased after the lease timeout), another is frozen (SIGSTOP) past
 #      the timeout and then resumed: its late result is dropped as a
 #      duplicate and its shared-memory segment removed; a monitor shows the
-#      coordinator's progress and the workers' load meanwhile.
+#      coordinator's progress and the workers' load meanwhile;
+#   4. take-over: a coordinator and two hand-started workers, one slow
+#      (1.5 s a job): it is leased several jobs at once, and once nothing
+#      else is pending the fast one takes over those still queued at it, so
+#      the tokens are complete after about one slow job, not four.
 source "$(dirname "$0")/pipeline_lib.sh"
 FLAGS=(--model_name zf-tiny --dataset_config bytes=2000000 --vocab_size 1024 --batch_size 4 --max_length 64
        --max_eval_steps 2 --log_every 1)
@@ -142,4 +146,27 @@ rc=$?
 [ $rc = 143 ] || { cat "$out/stdout" >&2; fail "expected exit 143 after SIGTERM, got $rc"; }
 wait $w8 || fail "the resumed worker did not exit cleanly when the run ended"
 cat "$out/logs/tokenizerd.log" >&2; assert_clean "$run"
+note "take-over: an idle worker takes the jobs queued at a slow one"
+rd=$(mktemp -d "${TMPDIR:-/tmp}/zf-tw.XXXXXX"); chmod 700 "$rd"; ZF_TEST_DIRS+=("$rd")
+rid="$$-takeover"; log=$rd/serve.log
+ZF_TOK_TEST_DELAY_MS=1500 "$TOKD" worker --worker_id 1 --run_dir "$rd" --run_id "$rid" --tokenizer "$TOK" \
+    2>"$rd/w1.log" &
+slow=$!; BG+=($slow)
+"$TOKD" worker --worker_id 2 --run_dir "$rd" --run_id "$rid" --tokenizer "$TOK" 2>"$rd/w2.log" &
+fast=$!; BG+=($fast)
+wait_line "$rd/tokenizer-worker-1.ready" . 20 && wait_line "$rd/tokenizer-worker-2.ready" . 20 || fail "workers not ready"
+"$TOKD" serve --run_dir "$rd" --run_id "$rid" --tokenizer "$TOK" "${FLAGS[@]}" 2>"$log" &
+srv=$!; BG+=($srv)
+wait_count "$log" "fnv1a64" 3 30 || { cat "$log" >&2; fail "take-over run did not complete"; }
+cat "$log" >&2
+secs=$(sed -n 's/.*tokenized .* in \([0-9.]*\) s (.*/\1/p' "$log")
+awk -v s="$secs" 'BEGIN{exit !(s > 0 && s < 4)}' ||
+  fail "took ${secs:-?} s: the jobs queued at the slow worker waited for it (4 x 1.5 s)"
+grep -q "jobs taken over from a worker's queue: [1-9]" "$log" || fail "no job was taken over"
+sed -n 's/.*\(split [a-z]*: .* fnv1a64 [0-9a-f]*\)$/\1/p' "$log" | sort | diff "$ref/hashes" - ||
+  fail "tokens differ after a take-over"
+kill -TERM $srv $slow $fast
+wait $srv; wait $slow || fail "the slow worker did not stop cleanly"; wait $fast || fail "the fast worker did not stop cleanly"
+assert_clean "$rid"   # segments too: the coordinator and the workers remove their own
+
 echo "tokenizer workers ok"

@@ -190,7 +190,9 @@ COMMON=(--run_dir "$RUN_DIR" --run_id "$RUN_ID" "${ARGS[@]}")
 
 start() { # start NAME CMD...: own session (no terminal signals), log file, tracked
   local name=$1; shift
-  setsid "$@" >>"$LOG_DIR/$name.log" 2>&1 &
+  # only the trainer multiplies matrices: one OpenBLAS thread keeps the
+  # library's spinning thread pool out of every other daemon
+  OPENBLAS_NUM_THREADS=1 setsid "$@" >>"$LOG_DIR/$name.log" 2>&1 &
   PID_OF[$name]=$!; NAME_OF[$!]=$name
 }
 

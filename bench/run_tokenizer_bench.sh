@@ -13,7 +13,9 @@
 #   (a) zf_bpe_encode on one thread (bin/bench/bench_tokenizer), and per N
 #       on N threads with no messages and no copies (64 KiB chunks of
 #       documents taken from a shared counter): the ceiling for N workers on
-#       this machine;
+#       this machine; and N unrelated processes, each the one-thread
+#       library over the whole text, started together ("N procs": summed
+#       MB/s; only the machine is shared): what N workers could reach at best;
 #   (b) tokenizerd serve + N tokenizerd worker processes: from the first job
 #       leased to the last split assembled in shared memory (the workers are
 #       started and ready first), best and median of --repeat runs, with the
@@ -145,13 +147,25 @@ pipeline_mbps() { # pipeline_mbps N: REPEAT runs: "best-MB/s median-MB/s busy% w
   echo "$best $med ${busy:-?} ${wait:-?} ${cpu:-?} ${join:-?}"
 }
 
+# N unrelated processes, each the one-thread library over the whole text,
+# started together: nothing shared but the machine (clock, caches, memory),
+# so their summed MB/s is what N workers could reach at best
+indep_mbps() { # indep_mbps N: summed MB/s of N concurrent one-thread runs
+  local n=$1 i
+  for ((i = 1; i <= n; i++)); do
+    bin/bench/bench_tokenizer --tokenizer "$TOK" --text "$TEXT" --repeat 2 >"$WORK/ind$n.$i.txt" 2>&1 &
+  done
+  wait
+  cat "$WORK"/ind"$n".*.txt | sed -n 's/^zeroflow 1 thread: \([0-9.]*\) MB\/s.*/\1/p' | awk '{s += $1} END {printf "%.1f", s}'
+}
+
 echo "(b) coordinator + N workers (best and median of $REPEAT runs), (c) baselines with N threads"
 hdr() {
-  printf '%-4s %9s %9s %7s %7s %7s %18s %5s %5s %7s %7s %16s %16s\n' "$@"
+  printf '%-4s %9s %9s %7s %7s %7s %18s %18s %5s %5s %7s %7s %16s %16s\n' "$@"
 }
-hdr N "MB/s best" median "x 1" "% lin." "% med." "lib N threads MB/s" busy wait "coord." "last" "HF tok. MB/s" \
-  "tiktoken MB/s"
-hdr "" "" "" "worker" "(best)" "(med.)" "(% of 1 thread)" "%" "%" "CPU %" "join ms" "" ""
+hdr N "MB/s best" median "x 1" "% lin." "% med." "lib N threads MB/s" "N procs MB/s" busy wait "coord." "last" \
+  "HF tok. MB/s" "tiktoken MB/s"
+hdr "" "" "" "worker" "(best)" "(med.)" "(% of 1 thread)" "(% of 1 thread)" "%" "%" "CPU %" "join ms" "" ""
 first="" firstmed=""
 for n in $WORKERS; do
   [ "$n" -le "$NPROC" ] || { echo "N=$n: skipped (only $NPROC cores)"; continue; }
@@ -167,10 +181,12 @@ for n in $WORKERS; do
   fi
   if [ "$n" = 1 ]; then lib=$ONE; else lib=$(sed -n "s/^zeroflow $n threads: \([0-9.]*\) MB\/s.*/\1/p" "$WORK/a.txt"); fi
   lib=$(awk -v l="$lib" -v o="$ONE" -v n="$n" 'BEGIN{printf "%.1f (%.0f%%)", l, 100 * l / (o * n)}')
+  if [ "$n" = 1 ]; then ind=$ONE; else ind=$(indep_mbps "$n"); fi
+  ind=$(awk -v l="$ind" -v o="$ONE" -v n="$n" 'BEGIN{printf "%.1f (%.0f%%)", l, 100 * l / (o * n)}')
   sp=$(awk -v z="$z" -v f="$first" 'BEGIN{printf "%.2f", z / f}')
   lin=$(awk -v z="$z" -v f="$first" -v n="$n" 'BEGIN{printf "%.0f", 100 * z / (f * n)}')
   linm=$(awk -v z="$med" -v f="$firstmed" -v n="$n" 'BEGIN{printf "%.0f", 100 * z / (f * n)}')
-  hdr "$n" "$z" "$med" "$sp" "$lin" "$linm" "$lib" "$busy" "$wait" "$cpu" "$join" "$hf" "$tt"
+  hdr "$n" "$z" "$med" "$sp" "$lin" "$linm" "$lib" "$ind" "$busy" "$wait" "$cpu" "$join" "$hf" "$tt"
 done
 echo
 echo "zeroflow tokens identical to (a) for every N; (yes) = the baseline's ids are identical too."

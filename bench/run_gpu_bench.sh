@@ -10,7 +10,9 @@
 # event times).
 #
 #   bench/run_gpu_bench.sh [--steps 30] [--warmup 5] [--runs "SPEC ..."] [--torch eager,compile|none]
-#     SPEC = preset:micro_batch:grad_accum:offload(none|cpu), default
+#     SPEC = preset:micro_batch:grad_accum:offload(none|cpu|cpu-nopipe), default
+#     (cpu: offloadd's update pipelined with the next forward; cpu-nopipe:
+#     the plain exchange, ZF_OFFLOAD_PIPELINE=0)
 #     "gpt2-124m:32:1:none gpt2-124m:32:1:cpu gpt2-350m:16:4:none gpt2-350m:16:4:cpu"
 #
 # On a bare GPU machine run it from an unpacked bundle (tests/README);
@@ -51,7 +53,8 @@ if sys.argv[4] == "none":
 json.dump(c, open(sys.argv[2], "w"), indent=2)
 PY
   t0=$SECONDS
-  scripts/run_pipeline.sh "$work/$name.json" --model_name "$model" --batch_size "$micro" --max_length 1024 \
+  pipe=1; [ "$off" = cpu-nopipe ] && pipe=0
+  ZF_OFFLOAD_PIPELINE=$pipe scripts/run_pipeline.sh "$work/$name.json" --model_name "$model" --batch_size "$micro" --max_length 1024 \
       --num_gpus 1 --dataset_config bytes=${ZF_BENCH_BYTES:-8000000} --tokenizer_workers 8 --max_train_steps "$STEPS" \
       --max_eval_steps 1 --log_every 1 --generation_prompt "" --output_dir "$work/$name" >"$work/$name.out" 2>&1
   rc=$?

@@ -69,10 +69,16 @@ static inline uint64_t zf_hash3(uint64_t seed, uint64_t a, uint64_t b)
     return zf_splitmix64(&x);
 }
 
-/* Stateless uniform float in [0, 1) with 24 random bits. */
+/* Stateless uniform float in [0, 1) with 24 random bits.  b and b^1 share
+ * one zf_hash3 (of b >> 1): even b takes bits 40..63, odd b bits 8..31, two
+ * disjoint slices of the same 64 random bits.  Dropout masks (the CPU model,
+ * the GPU kernels) draw one uniform per element, so this halves their
+ * hashing; the GPU copies (trainer/cuda/gpt2_kernels.cuh, attention.cu) and
+ * tests/py/test_gpt2_reference.py must compute the same. */
 static inline float zf_hash3_uniform(uint64_t seed, uint64_t a, uint64_t b)
 {
-    return (float)(zf_hash3(seed, a, b) >> 40) * 0x1.0p-24f;
+    const uint64_t h = zf_hash3(seed, a, b >> 1);
+    return (float)((b & 1u) ? (uint32_t)h >> 8 : (uint32_t)(h >> 40)) * 0x1.0p-24f;
 }
 
 #endif

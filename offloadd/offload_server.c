@@ -20,6 +20,8 @@ typedef struct rank_state {
     int active;
     zf_shm params, grads, layout;     /* the trainer's (attached) */
     zf_shm master, m, v;              /* ours (created) */
+    zf_shm progress;                  /* ours: the update's progress word (offload_server.h) */
+    int params_stale;                 /* "params" not written since the last (chunked) update */
     size_t shard_offset, shard_numel, numel;
     /* ZeRO: the trainer's params/grads segments may hold only part of the
      * flat buffer, [base, base + their numel) (stage 3 params, stage 2-3
@@ -47,13 +49,31 @@ static void free_rank(rank_state *r)
     zf_shm_close(&r->master);
     zf_shm_close(&r->m);
     zf_shm_close(&r->v);
+    zf_shm_close(&r->progress);
     memset(r, 0, sizeof *r);
+}
+
+/* The progress word: (applied step << ZF_OFFLOAD_STEP_SHIFT) + elements of
+ * that step's update done; release order, so a reader that sees it sees the
+ * values. */
+static void set_progress(rank_state *r, long step, size_t done)
+{
+    uint64_t w = ((uint64_t)step << ZF_OFFLOAD_STEP_SHIFT) | (uint64_t)done;
+    __atomic_store_n((uint64_t *)r->progress.data, w, __ATOMIC_RELEASE);
+}
+
+typedef struct progress_ctx { rank_state *r; long step; } progress_ctx;
+static void chunk_done(void *ctx, size_t upto)
+{
+    progress_ctx *p = ctx;
+    set_progress(p->r, p->step, upto);
 }
 
 /* Copy the master shard into the trainer's working parameters, converting
  * to the dtype of its segment. */
 static void publish_params(rank_state *r)
 {
+    r->params_stale = 0;
     const float *src = r->master.data;
     size_t n = r->shard_numel;
     zf_dtype dt = (zf_dtype)r->params.hdr->dtype;
@@ -140,6 +160,13 @@ static int handle_init(offload_server *s, const zf_msg *m, zf_err *err)
     if (zf_shm_create(&r->m, s->o->run_id, name, ZF_DTYPE_F32, 1, shape, err) != 0) goto fail;
     snprintf(name, sizeof name, "adam_v-r%d", rank);
     if (zf_shm_create(&r->v, s->o->run_id, name, ZF_DTYPE_F32, 1, shape, err) != 0) goto fail;
+    if (r->shard_numel >= ((size_t)1 << ZF_OFFLOAD_STEP_SHIFT)) {
+        zf_err_set(err, "opt_init: shard_numel %zu: expected fewer than 2^%d", r->shard_numel, ZF_OFFLOAD_STEP_SHIFT);
+        goto fail;
+    }
+    int64_t pshape[1] = { 8 };
+    snprintf(name, sizeof name, "progress-r%d", rank);
+    if (zf_shm_create(&r->progress, s->o->run_id, name, ZF_DTYPE_I64, 1, pshape, err) != 0) goto fail;
 
     /* Decay ranges from the trainer's layout table: rows of (offset, numel, decay). */
     int nrows = (int)r->layout.hdr->shape[0];
@@ -171,6 +198,7 @@ static int handle_init(offload_server *s, const zf_msg *m, zf_err *err)
                r->shard_numel * sizeof(float));
         r->step = 0;
     }
+    set_progress(r, r->step, r->shard_numel);
     r->active = 1;
     zf_daemon_log(&s->d, "info", "rank %d: shard of %zu parameters at offset %zu (%.1f MB of optimizer state)",
                   rank, r->shard_numel, r->shard_offset, 12.0 * (double)r->shard_numel / 1e6);
@@ -195,9 +223,21 @@ static zf_msg *handle_grads(offload_server *s, const zf_msg *m, zf_err *err)
     }
     double t0 = zf_now();
     const float *g = (const float *)r->grads.data + (r->shard_offset - r->grads_base);
-    double lr = zf_shard_opt_step(r->opt, g, step, (float)zf_msg_f64(m, "grad_scale"));
-    r->step = step;
-    publish_params(r);
+    const float gs = (float)zf_msg_f64(m, "grad_scale");
+    double lr;
+    if (zf_msg_has(m, "pipelined") && zf_msg_bool(m, "pipelined")) {
+        /* the trainer uploads the master chunk by chunk as the progress word
+         * announces it, and refreshes "params" itself when it reads them */
+        progress_ctx pc = { r, step };
+        lr = zf_shard_opt_step_chunked(r->opt, g, step, gs, ZF_OFFLOAD_CHUNK, chunk_done, &pc);
+        r->step = step;
+        r->params_stale = 1;
+    } else {
+        lr = zf_shard_opt_step(r->opt, g, step, gs);
+        r->step = step;
+        publish_params(r);
+        set_progress(r, step, r->shard_numel);
+    }
     zf_msg *reply = zf_msg_new("params_updated");
     zf_msg_set_int(reply, "rank", rank);
     zf_msg_set_int(reply, "step", step);
@@ -214,6 +254,17 @@ static zf_msg *handle_state_req(offload_server *s, const zf_msg *m, zf_err *err)
         return NULL;
     }
     rank_state *r = &s->ranks[rank];
+    if (zf_msg_has(m, "step")) {
+        /* the trainer applied the steps itself (optimizer on the GPU) and has
+         * just written the state into our segments: adopt its step count */
+        long st = (long)zf_msg_int(m, "step");
+        if (st < 0) {
+            zf_err_set(err, "opt_state_req: step: expected >= 0, got %ld", st);
+            return NULL;
+        }
+        r->step = st;
+        set_progress(r, st, r->shard_numel);
+    }
     zf_msg *reply = zf_msg_new("opt_state");
     zf_msg_set_str(reply, "master_shm", r->master.name);
     zf_msg_set_str(reply, "m_shm", r->m.name);
@@ -221,6 +272,7 @@ static zf_msg *handle_state_req(offload_server *s, const zf_msg *m, zf_err *err)
     zf_msg_set_int(reply, "shard_offset", (int64_t)r->shard_offset);
     zf_msg_set_int(reply, "shard_numel", (int64_t)r->shard_numel);
     zf_msg_set_int(reply, "step", r->step);
+    zf_msg_set_str(reply, "progress_shm", r->progress.name);
     return reply;
 }
 

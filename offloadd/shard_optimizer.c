@@ -1,6 +1,7 @@
 /* shard_optimizer.c - see shard_optimizer.h. */
 #include "shard_optimizer.h"
 
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 #if defined(__AVX512F__) || defined(__AVX2__)
@@ -145,6 +146,51 @@ double zf_shard_opt_step(zf_shard_opt *o, const float *g, long step, float grad_
     return h.lr;
 }
 
+double zf_shard_opt_step_chunked(zf_shard_opt *o, const float *g, long step, float grad_scale, size_t chunk,
+                                 void (*done)(void *ctx, size_t upto), void *ctx)
+{
+    zf_adamw_hparams h = o->h;
+    h.lr = zf_shard_opt_lr(o, step);
+    zf_adamw_coefs c[2];
+    zf_adamw_coefs_init(&c[0], &h, step, 0);
+    zf_adamw_coefs_init(&c[1], &h, step, 1);
+    const shard_item *items = o->items;
+    float *p = o->master, *m = o->m, *v = o->v;
+    const long n = (long)o->nitems;
+    /* No barrier per chunk (threads would sleep and wake at each one): the
+     * items are handed out in offset order, each marks itself finished, and
+     * whichever thread gets the lock advances the finished prefix and
+     * announces it. */
+    unsigned char *fin = zf_xcalloc((size_t)(n ? n : 1), 1);
+    long prefix = 0;            /* items [0, prefix) finished; under lk */
+    size_t announced = 0;
+    omp_lock_t lk;
+    omp_init_lock(&lk);
+    #pragma omp parallel if (o->shard_numel > ZF_SHARD_ITEM)
+    {
+        #pragma omp for schedule(dynamic, 1)
+        for (long k = 0; k < n; k++) {
+            size_t off = items[k].off;
+            zf_adamw_kernel(p + off, g + off, m + off, v + off, items[k].len, &c[items[k].decay], grad_scale);
+            __atomic_store_n(&fin[k], 1, __ATOMIC_RELEASE);
+            if (done && omp_test_lock(&lk)) {
+                long q = prefix;
+                while (q < n && __atomic_load_n(&fin[q], __ATOMIC_ACQUIRE)) q++;
+                prefix = q;
+                if (q < n && items[q].off >= announced + chunk && items[q].off > announced) {
+                    announced = items[q].off;
+                    done(ctx, announced);
+                }
+                omp_unset_lock(&lk);
+            }
+        }
+    }
+    omp_destroy_lock(&lk);
+    free(fin);
+    if (done) done(ctx, o->shard_numel); /* every item finished (the loop's barrier) */
+    return h.lr;
+}
+
 void zf_shard_opt_free(zf_shard_opt *o)
 {
     if (!o) return;
@@ -154,8 +200,6 @@ void zf_shard_opt_free(zf_shard_opt *o)
 
 /* ---- clipping helpers ---- */
 
-#define ZF_SUMSQ_LANES 16
-#define ZF_SUMSQ_MAX_BLOCKS 256
 #define ZF_SUMSQ_MIN_BLOCK 65536
 
 /* Sum of squares of one block into 16 double lanes: lane j takes elements
@@ -200,7 +244,7 @@ static double block_sumsq(const float *g, size_t n)
     return s;
 }
 
-double zf_sum_squares(const float *g, size_t n)
+void zf_sum_squares_plan(size_t n, size_t *block, size_t *nblocks)
 {
     /* The block size is a function of n alone (a multiple of 16 so that
      * lane assignment is the same in every block). */
@@ -210,7 +254,14 @@ double zf_sum_squares(const float *g, size_t n)
     size_t bs = (n + nb - 1) / nb;
     bs = (bs + 15) / 16 * 16;
     if (bs == 0) bs = 16;
-    nb = (n + bs - 1) / bs;
+    *block = bs;
+    *nblocks = (n + bs - 1) / bs;
+}
+
+double zf_sum_squares(const float *g, size_t n)
+{
+    size_t bs, nb;
+    zf_sum_squares_plan(n, &bs, &nb);
     if (nb <= 1) return block_sumsq(g, n);
     double part[ZF_SUMSQ_MAX_BLOCKS];
     #pragma omp parallel for schedule(static)

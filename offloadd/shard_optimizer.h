@@ -47,6 +47,15 @@ zf_shard_opt *zf_shard_opt_create_checked(size_t shard_offset, size_t shard_nume
  * loss_scale), decay only on decay ranges.  Returns the lr used. */
 double zf_shard_opt_step(zf_shard_opt *o, const float *shard_grads, long step, float grad_scale);
 
+/* The same update (bitwise), done in offset order (all threads, items of
+ * 32K elements handed out in order, no barrier): done(ctx, upto) says that
+ * elements [0, upto) of the shard hold their new values, each time the
+ * finished prefix has grown by at least `chunk` elements, and once at the end
+ * with shard_numel (called by one thread at a time, in increasing order).
+ * Lets a consumer copy the updated parameters while the rest is computed. */
+double zf_shard_opt_step_chunked(zf_shard_opt *o, const float *shard_grads, long step, float grad_scale, size_t chunk,
+                                 void (*done)(void *ctx, size_t upto), void *ctx);
+
 /* The lr zf_shard_opt_step would use for `step`. */
 double zf_shard_opt_lr(const zf_shard_opt *o, long step);
 
@@ -56,6 +65,16 @@ void zf_shard_opt_free(zf_shard_opt *o);
  * order of every addition depend only on n, never on the thread count or the
  * vector width. */
 double zf_sum_squares(const float *g, size_t n);
+
+/* Its exact recipe, for a reimplementation that must give the same bits (the
+ * GPU's): blocks of *block elements (the last shorter), *nblocks of them
+ * (at most 256); in each block 16 double lanes, element k of the block added
+ * (as (double)x * x) to lane k % 16 in increasing k; a block's sum is
+ * ((0 + lane 0) + lane 1) + ... + lane 15; the total is the blocks' sums
+ * added from 0 in block order (one block: that block's sum). */
+#define ZF_SUMSQ_LANES 16
+#define ZF_SUMSQ_MAX_BLOCKS 256
+void zf_sum_squares_plan(size_t n, size_t *block, size_t *nblocks);
 
 /* torch.nn.utils.clip_grad_norm_ semantics: min(1, max_norm / (total_norm +
  * 1e-6)) computed in float32 as torch does with its float32 total norm

@@ -181,6 +181,7 @@
         F(step, INT, REQ)                                                       \
         F(grad_scale, F64, REQ)                                                 \
         F(grad_norm, F64, OPT) /* global norm of the unscaled grads */          \
+        F(pipelined, BOOL, OPT) /* chunked update, progress word, no params */  \
     MSG(params_updated, 1)                                                      \
         F(rank, INT, REQ)                                                       \
         F(step, INT, REQ)                                                       \
@@ -190,6 +191,7 @@
         F(overflow, BOOL, OPT) /* non-finite grads: update skipped */           \
     MSG(opt_state_req, 1)                                                       \
         F(rank, INT, REQ)                                                       \
+        F(step, INT, OPT) /* GPU optimizer: adopt this applied-step count */    \
     MSG(opt_state, 1)                                                           \
         F(master_shm, STR, REQ)                                                 \
         F(m_shm, STR, REQ)                                                      \
@@ -197,6 +199,7 @@
         F(shard_offset, INT, REQ)                                               \
         F(shard_numel, INT, REQ)                                                \
         F(step, INT, REQ)                                                       \
+        F(progress_shm, STR, OPT) /* the update's progress word */              \
                                                                                 \
     /* ---- ckptd control ---- */                                               \
     MSG(ckpt_save, 1)                                                           \

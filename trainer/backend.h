@@ -19,6 +19,7 @@
 #ifndef ZF_BACKEND_H
 #define ZF_BACKEND_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #ifdef __cplusplus
@@ -69,6 +70,19 @@ struct zf_backend {
      * the work queued so far).  NULL: the calls are synchronous and the
      * caller's clocks measure them. */
     void (*phase_times)(zf_backend *b, zf_phase_times *t);
+    /* Optimizer offloaded, pipelined (a GPU backend): the NEXT forward takes
+     * the parameters from host_src (table->total fp32, offloadd's master)
+     * range by range in the order it uses them, calling ready(ctx, end)
+     * before each range; ready returns 0 once host_src[0, end) holds the
+     * updated values (the forward waits for the upload per range, not for
+     * the whole buffer).  host_src NULL disarms. */
+    int (*upload_params_next)(zf_backend *b, const float *host_src, int (*ready)(void *ctx, size_t end), void *ctx,
+                              zf_err *err);
+    /* Optimizer offloaded: the accumulated gradients' non-finite count > 0
+     * and their zf_sum_squares, BIT FOR BIT (its recipe, shard_optimizer.h),
+     * computed where the gradients are: the decision does not wait for two
+     * host passes over the whole buffer. */
+    int (*grad_stats_exact)(zf_backend *b, int *overflow, double *sumsq, zf_err *err);
 };
 
 

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <zmq.h>
 
@@ -19,6 +20,8 @@
 #include "hash.h"
 #include "hf_model.h"
 #include "loss_scaler.h"
+#include "lr_schedule.h"
+#include "offload_server.h"
 #include "model_source.h"
 #include "progress.h"
 #include "rng.h"
@@ -50,6 +53,15 @@ typedef struct trainer {
     double data_wait;                /* seconds waiting for batches in the current step */
     zf_phase_times phase;            /* the current step's phases (forward, backward, optimizer, transfers) */
     zf_shm opt_master, opt_m, opt_v; /* offloadd's optimizer state: the host home of a device optimizer's */
+    /* pipelined offload (GPU backend, one rank): offloadd updates the master
+     * in order, announcing the finished prefix (its progress word), and the next forward uploads each
+     * range as it is announced; "params" is refreshed from the master only
+     * when something on the host reads it */
+    zf_shm opt_progress;
+    int pipe_on, pipe_pending, params_stale;
+    int gpu_grads;                   /* a GPU backend on one rank: the host gradients are only its copy */
+    long pipe_step;                  /* the applied step being updated */
+    double pipe_wait;                /* host seconds waiting for offloadd in the current step */
     zf_progress progress;
     zf_comm comm;                    /* the data-parallel ranks (MPI under mpirun) */
     zf_zero_plan zplan;              /* this rank's ZeRO partition */
@@ -116,16 +128,127 @@ static long split_steps(trainer *t, const char *split)
     return n;
 }
 
+/* ---------------------------------------------- pipelined offload (GPU) */
+
+/* offloadd's reply to the pipelined grads_ready (it comes when the whole
+ * shard is updated); timeout_ms 0 polls.  1 once it is in. */
+static int offload_reply(trainer *t, int timeout_ms)
+{
+    if (!t->pipe_pending) return 1;
+    zf_msg *r = NULL;
+    zf_err err;
+    int rc = zf_bus_recv(t->offload, &r, timeout_ms, &err);
+    if (rc < 0) zf_die("grads_ready: %s", err.msg);
+    if (rc == 1) {
+        if (timeout_ms > 0) zf_die("grads_ready: no reply from offloadd within %d ms", timeout_ms);
+        return 0;
+    }
+    if (zf_msg_is(r, "error")) zf_die("grads_ready: %s", zf_msg_str(r, "message"));
+    if (!zf_msg_is(r, "params_updated") || zf_msg_int(r, "step") != t->pipe_step)
+        zf_die("grads_ready: expected params_updated for step %ld, got %s", t->pipe_step, zf_msg_type(r));
+    if (t->pipe_step <= 2 || t->pipe_step % 10 == 0)
+        zf_daemon_log(&t->d, "info", "offloadd: pipelined update of step %ld in %.1f ms", t->pipe_step,
+                      1e3 * zf_msg_f64(r, "seconds"));
+    zf_msg_free(r);
+    t->pipe_pending = 0;
+    return 1;
+}
+
+static void offload_drain(trainer *t) { (void)offload_reply(t, REQ_TIMEOUT_MS); }
+
+/* The model's wait before it uploads master[0, end): until offloadd's
+ * progress word covers it (polling, so offloadd keeps the cores). */
+static int offload_ready(void *ctx, size_t end)
+{
+    trainer *t = ctx;
+    const uint64_t want = ((uint64_t)t->pipe_step << ZF_OFFLOAD_STEP_SHIFT) | (uint64_t)end;
+    const uint64_t *word = t->opt_progress.data;
+    if (__atomic_load_n(word, __ATOMIC_ACQUIRE) < want) {
+        double t0 = zf_now();
+        while (__atomic_load_n(word, __ATOMIC_ACQUIRE) < want) {
+            /* an error reply (or a finished update that never reached end) ends the wait */
+            if (offload_reply(t, 0) && __atomic_load_n(word, __ATOMIC_ACQUIRE) < want)
+                zf_die("offloadd finished step %ld without updating parameters up to %zu", t->pipe_step, end);
+            if (zf_now() - t0 > REQ_TIMEOUT_MS / 1000.0) zf_die("offloadd: no progress on step %ld", t->pipe_step);
+            struct timespec ts = { 0, 20000 };
+            nanosleep(&ts, NULL);
+        }
+        t->pipe_wait += zf_now() - t0;
+    }
+    if (end >= t->src.table.total) offload_drain(t); /* the whole update is in: take the reply */
+    return 0;
+}
+
+/* Pipelined offload possible: one rank, optimizer on the CPU, a backend that
+ * uploads per range, offloadd's shard = the whole fp32 buffer.
+ * ZF_OFFLOAD_PIPELINE=0 keeps the plain exchange (for comparisons). */
+static void pipe_setup(trainer *t)
+{
+    const char *env = getenv("ZF_OFFLOAD_PIPELINE");
+    zf_backend *be = t->backend;
+    if ((env && strcmp(env, "0") == 0) || !be->upload_params_next || be->optimizer_step || t->world != 1 ||
+        t->params.hdr->dtype != ZF_DTYPE_F32 || strcmp(t->cfg.zero_offload_optimizer_device, "cpu") != 0)
+        return;
+    zf_msg *m = zf_msg_new("opt_state_req"), *r = NULL;
+    zf_msg_set_int(m, "rank", t->rank);
+    req_or_die(t, t->offload, m, &r);
+    zf_msg_free(m);
+    zf_err err;
+    size_t n = t->src.table.total;
+    int whole = zf_msg_int(r, "shard_offset") == 0 && (size_t)zf_msg_int(r, "shard_numel") == n &&
+                zf_msg_has(r, "progress_shm");
+    /* the master is the upload's source; m and v only for the debug state hash */
+    if (whole && (zf_shm_attach(&t->opt_master, zf_msg_str(r, "master_shm"), &err) != 0 ||
+                  zf_shm_attach(&t->opt_m, zf_msg_str(r, "m_shm"), &err) != 0 ||
+                  zf_shm_attach(&t->opt_v, zf_msg_str(r, "v_shm"), &err) != 0 ||
+                  zf_shm_attach(&t->opt_progress, zf_msg_str(r, "progress_shm"), &err) != 0))
+        zf_die("opt_state: %s", err.msg);
+    zf_msg_free(r);
+    if (!whole) return;
+    if (zf_shm_numel(&t->opt_master) != n || zf_shm_numel(&t->opt_progress) < 1)
+        zf_die("opt_state: master: expected %zu floats and a progress word", n);
+    t->pipe_on = 1;
+    zf_info("optimizer offloaded, pipelined: the next forward uploads each layer as offloadd updates it");
+}
+
+/* The host's wait for offloadd during the first forward is optimizer time
+ * (that forward's GPU time, timed by events, includes the same stall: the
+ * phases of a pipelined step overlap and may add up to more than the step). */
+static void pipe_fold_wait(trainer *t)
+{
+    t->phase.optimizer_s += t->pipe_wait;
+    t->pipe_wait = 0;
+}
+
 /* ------------------------------------------------- device optimizer (GPU) */
 
 /* With the optimizer on the device, "params" (and offloadd's master/m/v
- * segments, with_opt) are refreshed only here, before something reads them. */
+ * segments, with_opt) are refreshed only here, before something reads them.
+ * Pipelined offload: the update in flight is finished and "params" copied
+ * from offloadd's master (which it equals: fp32). */
 static void host_params_current(trainer *t, int with_opt)
 {
     zf_backend *be = t->backend;
     zf_err err;
+    if (t->pipe_on) {
+        offload_drain(t);
+        if (t->params_stale)
+            memcpy(t->params.data, t->opt_master.data, t->src.table.total * sizeof(float));
+        t->params_stale = 0;
+        return;
+    }
     if (!be || !be->optimizer_step) return;
     if ((with_opt ? be->opt_to_host(be, &err) : be->params_to_host(be, &err)) != 0) zf_die("%s", err.msg);
+    if (with_opt) {
+        /* offloadd's segments now hold the device state: its step count too
+         * (a checkpoint's optimizer.step; a resume with the optimizer offloaded) */
+        zf_msg *m = zf_msg_new("opt_state_req"), *r = NULL;
+        zf_msg_set_int(m, "rank", t->rank);
+        zf_msg_set_int(m, "step", t->applied);
+        req_or_die(t, t->offload, m, &r);
+        zf_msg_free(m);
+        zf_msg_free(r);
+    }
 }
 
 /* Attach offloadd's optimizer segments (after opt_init: the initial or
@@ -191,6 +314,23 @@ static void grad_stats(trainer *t, int check_overflow, int *overflow, double *su
     zf_err err;
     if (be->grad_stats) {
         if (be->grad_stats(be, overflow, sumsq, &err) != 0) zf_die("%s", err.msg);
+        *overflow = check_overflow && *overflow;
+        return;
+    }
+    if (t->pipe_on && be->grad_stats_exact) {
+        /* offloadd needs the gradients on the host; the decision is taken
+         * on the GPU's copy (the same bits as the host's zf_zero_reduce) */
+        if (be->grads_to_host(be, &err) != 0 || be->grad_stats_exact(be, overflow, sumsq, &err) != 0)
+            zf_die("%s", err.msg);
+        if (*overflow) *sumsq = 0.0; /* as zf_zero_reduce */
+        if (getenv("ZF_DEBUG_CHECK_STATS")) { /* test-only: the host's verdict must be the same bits */
+            int o2 = 0;
+            double s2 = 0;
+            if (zf_zero_reduce(t->zero, &o2, &s2, &err) != 0) zf_die("%s", err.msg);
+            if (o2 != *overflow || memcmp(&s2, sumsq, sizeof s2) != 0)
+                zf_die("step %ld: GPU gradient statistics (overflow %d, sum of squares %.17g) differ from the "
+                       "host's (%d, %.17g)", t->step + 1, *overflow, *sumsq, o2, s2);
+        }
         *overflow = check_overflow && *overflow;
         return;
     }
@@ -516,7 +656,11 @@ static double train_step(trainer *t, double *lr_out, int *skipped)
     zf_backend *be = t->backend;
     zf_err err;
     memset(&t->phase, 0, sizeof t->phase);
-    if (zf_zero_zero_grads(t->zero, &err) != 0 || be->zero_grads(be, &err) != 0) zf_die("%s", err.msg);
+    /* A GPU backend (one rank) never reads the host gradients and its
+     * grads_to_host overwrites them all: no 1.4 GB memset per step (d24), and
+     * a pipelined offloadd may still be reading them. */
+    if ((!t->gpu_grads && zf_zero_zero_grads(t->zero, &err) != 0) || be->zero_grads(be, &err) != 0)
+        zf_die("%s", err.msg);
     double loss_sum = 0;
     float scale = (float)t->scaler.scale;
     for (int micro = 0; micro < t->ga; micro++) {
@@ -549,6 +693,7 @@ static double train_step(trainer *t, double *lr_out, int *skipped)
     if (*skipped) {
         *lr_out = 0;
         if (be->phase_times) be->phase_times(be, &t->phase);
+        pipe_fold_wait(t);
         return loss_sum / t->ga;
     }
     double norm = sqrt(sumsq) / (double)scale;
@@ -559,6 +704,31 @@ static double train_step(trainer *t, double *lr_out, int *skipped)
         be->phase_times(be, &t->phase);
         return loss_sum / t->ga;
     }
+    if (t->pipe_on) {
+        /* offloadd updates the master in order and announces the finished
+         * prefix; the next forward uploads each range as soon as it is
+         * covered (offload_ready) */
+        offload_drain(t);
+        zf_msg *m = zf_msg_new("grads_ready");
+        zf_msg_set_int(m, "rank", t->rank);
+        zf_msg_set_int(m, "step", t->applied + 1);
+        zf_msg_set_f64(m, "grad_scale", grad_scale);
+        zf_msg_set_bool(m, "pipelined", 1);
+        if (zf_bus_send(t->offload, m, &err) != 0) zf_die("grads_ready: %s", err.msg);
+        zf_msg_free(m);
+        t->pipe_pending = 1;
+        t->pipe_step = t->applied + 1;
+        t->params_stale = 1;
+        zf_adamw_hparams hp;
+        zf_lr_schedule sched;
+        zf_ds_config_optimizer(&t->cfg, &hp, &sched);
+        *lr_out = zf_lr_at(&sched, t->pipe_step); /* offloadd's lr (zf_shard_opt_lr) */
+        t->applied++;
+        if (be->upload_params_next(be, t->opt_master.data, offload_ready, t, &err) != 0) zf_die("%s", err.msg);
+        if (be->phase_times) be->phase_times(be, &t->phase);
+        pipe_fold_wait(t);
+        return loss_sum / t->ga;
+    }
     double t_opt = zf_now();
     zf_msg *m = zf_msg_new("grads_ready"), *r = NULL;
     zf_msg_set_int(m, "rank", t->rank);
@@ -567,6 +737,9 @@ static double train_step(trainer *t, double *lr_out, int *skipped)
     req_or_die(t, t->offload, m, &r);
     *lr_out = zf_msg_f64(r, "lr");
     t->applied++;
+    if (t->applied <= 2 || t->applied % 10 == 0)
+        zf_daemon_log(&t->d, "info", "offloadd: update of step %ld in %.1f ms", t->applied,
+                      1e3 * zf_msg_f64(r, "seconds"));
     double t_up = zf_now();
     t->phase.optimizer_s += t_up - t_opt; /* offloadd's update and its write of "params" */
     /* the other ranks' updated slices (stage 1-2) or a fresh start of the
@@ -704,11 +877,13 @@ int zf_train_main(const zf_options *o, zf_backend_factory gpu)
     } else if (o->num_gpus > 0) {
         zf_warn("--num_gpus %d: this trainer is the CPU build; training on the CPU", o->num_gpus);
     }
+    t.gpu_grads = t.backend != NULL && t.world == 1;
     if (!t.backend && !(t.backend = zf_backend_cpu_create(&spec, &err))) zf_die("%s", err.msg);
     if (t.world > 1 && zf_backend_cpu_attach_zero(t.backend, zf_zero_hooks(t.zero),
                                                   (uint64_t)t.rank * (uint64_t)t.micro, &err) != 0)
         zf_die("--world_size %d: %s (GPU ranks need the NCCL engine, not written yet)", t.world, err.msg);
     zf_info("computing on %s", t.backend->name);
+    pipe_setup(&t);
 
     t.steps_per_epoch = split_steps(&t, "train");
     t.total_steps = (long)o->num_epochs * t.steps_per_epoch;
@@ -788,6 +963,7 @@ int zf_train_main(const zf_options *o, zf_backend_factory gpu)
         }
         wait_checkpoints(&t);
     }
+    if (t.pipe_on) offload_drain(&t);
     zf_daemon_set_state(&t.d, "stopping", NULL);
     if (t.world > 1) {
         char zline[512];
@@ -810,6 +986,7 @@ int zf_train_main(const zf_options *o, zf_backend_factory gpu)
     zf_shm_close(&t.opt_master);
     zf_shm_close(&t.opt_m);
     zf_shm_close(&t.opt_v);
+    zf_shm_close(&t.opt_progress);
     zf_model_source_free(&t.src);
     zf_bpe_free(t.bpe);
     zf_daemon_finish(&t.d);

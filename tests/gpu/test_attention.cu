@@ -7,11 +7,14 @@
  * tolerance of the reference, two runs bitwise equal (determinism), and that
  * bf16/fp16 with head dim 64/128 really took the tensor-core path.  Dropout
  * cases use the CPU model's masks (lib/rng.h zf_hash3_uniform on the host),
- * so they also check that the GPU draws the same masks.  Last, a timing table
+ * so they also check that the GPU draws the same masks; with a mask store
+ * (zf_attn_desc.dropout_mask) the stored bits are compared with the host's
+ * hash and the backward from the store with the hashing backward (bitwise).
+ * Last, a timing table
  * at the GPT-2 size.  Exit 0 pass, 1 fail, 77 no GPU.
  *
  *   tests/gpu/run_attention_tests.sh  (builds with nvcc and runs this)
- *   bin/gpu/test_attention [--no-timing | --quick | --sanitize | --timing-only] */
+ *   bin/gpu/test_attention [--no-timing | --quick | --sanitize | --timing-only | --dropout-timing] */
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -241,6 +244,10 @@ struct Case {
     int force_generic;
     float p;
     double amp; /* std of q and k (logit spread) */
+    /* dropout mask store (zf_attn_desc.dropout_mask): 0 none, 1 kept by the
+     * forward and read by the backward, 2 the same with the forward forced
+     * onto the generic path (its store is filled by a separate kernel) */
+    int mask;
 };
 
 static int g_fail = 0;
@@ -279,6 +286,14 @@ static void run_case(const Case &c, uint64_t data_seed)
     CK(cudaMalloc(&ddqkv, nqkv * es));
     CK(cudaMalloc(&dlse, nlse * 4));
     CK(cudaMalloc(&ws, std::max<size_t>(zf_attn_backward_workspace(&d), 4)));
+    uint64_t *dmask = NULL;
+    const size_t mbytes = zf_attn_dropout_mask_bytes(&d);
+    if (c.mask) {
+        CK(cudaMalloc(&dmask, mbytes));
+        d.dropout_mask = dmask;
+    }
+    zf_attn_desc dfw = d; /* the forward's desc */
+    if (c.mask == 2) dfw.force_generic = 1;
     const int fast = zf_attn_uses_fast_path(&d, dqkv_in, ddout, dout_o, ddqkv);
     const int want_fast = !c.force_generic && c.dt != ZF_ATTN_F32 && (hd == 64 || hd == 128);
 
@@ -290,7 +305,8 @@ static void run_case(const Case &c, uint64_t data_seed)
         CK(cudaMemset(dlse, 0xFF, nlse * 4));
         CK(cudaMemset(ddqkv, 0xFF, nqkv * es));
         CK(cudaMemset(ws, 0xFF, std::max<size_t>(zf_attn_backward_workspace(&d), 4)));
-        if (zf_attn_forward(&d, dout_o, dlse, dqkv_in, 0, &err)) {
+        if (dmask) CK(cudaMemset(dmask, 0xFF, mbytes)); /* all-kept: a word the forward missed shows */
+        if (zf_attn_forward(&dfw, dout_o, dlse, dqkv_in, 0, &err)) {
             printf("FAIL forward returned -1: %s\n", err.msg);
             ok = false;
             break;
@@ -306,9 +322,42 @@ static void run_case(const Case &c, uint64_t data_seed)
         b_lse[run] = bytes_of(dlse, nlse * 4);
         b_dqkv[run] = bytes_of(ddqkv, nqkv * es);
     }
+    /* the store: the forward's bits are the hash's for every key <= query,
+     * and the backward reading them is bitwise the backward hashing again */
+    bool mask_ok = true;
+    if (ok && c.mask) {
+        const int nkw = (T + 63) / 64;
+        std::vector<uint64_t> hm(mbytes / 8);
+        CK(cudaMemcpy(hm.data(), dmask, mbytes, cudaMemcpyDeviceToHost));
+        long long wrong = 0;
+        for (int bh = 0; bh < B * NH; bh++)
+            for (int t = 0; t < T; t++)
+                for (int k = 0; k <= t; k++) {
+                    const uint64_t w = hm[((size_t)bh * nkw + k / 64) * T + t];
+                    const int bit = (int)((w >> (k % 64)) & 1u);
+                    const uint64_t idx = ((uint64_t)bh * T + t) * T + k;
+                    wrong += bit != (zf_hash3_uniform(d.dropout_seed, d.dropout_site, idx) >= c.p ? 1 : 0);
+                }
+        zf_attn_desc dh = d;
+        dh.dropout_mask = NULL;
+        CK(cudaMemset(ddqkv, 0xFF, nqkv * es));
+        if (zf_attn_backward(&dh, ddqkv, ddout, dqkv_in, dout_o, dlse, ws, 0, &err)) {
+            printf("FAIL backward (hash) returned -1: %s\n", err.msg);
+            mask_ok = false;
+        }
+        CK(cudaDeviceSynchronize());
+        const bool same = bytes_of(ddqkv, nqkv * es) == b_dqkv[1];
+        if (wrong || !same) {
+            printf("FAIL mask store: %lld wrong bits; backward from the store %s the hashing one\n", wrong,
+                   same ? "equals" : "DIFFERS FROM");
+            mask_ok = false;
+        }
+        CK(cudaMemcpy(ddqkv, b_dqkv[1].data(), nqkv * es, cudaMemcpyHostToDevice)); /* what is checked below */
+    }
     char line[1024];
-    int n = snprintf(line, sizeof line, "%-4s %-7s B=%d T=%-4d NH=%-2d hd=%-3d p=%.2f amp=%.0f |", dt_name(c.dt),
-                     fast ? "fast" : "generic", B, T, NH, hd, (double)c.p, c.amp);
+    int n = snprintf(line, sizeof line, "%-4s %-7s B=%d T=%-4d NH=%-2d hd=%-3d p=%.2f amp=%.0f%s |", dt_name(c.dt),
+                     fast ? "fast" : "generic", B, T, NH, hd, (double)c.p, c.amp,
+                     c.mask == 1 ? " mask" : c.mask == 2 ? " mask(generic fwd)" : "");
     if (ok) {
         const Ref R = reference(qkv, dout, B, T, C, NH, c.p, d.dropout_seed, d.dropout_site);
         const std::vector<double> go = download(dout_o, nout, c.dt), gd = download(ddqkv, nqkv, c.dt);
@@ -330,7 +379,7 @@ static void run_case(const Case &c, uint64_t data_seed)
         const bool pass_fwd = !bad(eo, tol.fwd) && !bad(el, tol.lse);
         const bool pass_bwd = !bad(eq, tol.bwd) && !bad(ek, tol.bwd) && !bad(ev, tol.bwd);
         const bool pass_path = fast == want_fast;
-        ok = pass_fwd && pass_bwd && det && pass_path;
+        ok = pass_fwd && pass_bwd && det && pass_path && mask_ok;
         n += snprintf(line + n, sizeof line - n,
                       " out %.1e lse %.1e dq %.1e dk %.1e dv %.1e | frob out %.1e dq %.1e dk %.1e dv %.1e | %s%s",
                       eo, el, eq, ek, ev, fo, fq, fk, fv, det ? "det" : "NONDETERMINISTIC",
@@ -346,6 +395,7 @@ static void run_case(const Case &c, uint64_t data_seed)
     CK(cudaFree(ddqkv));
     CK(cudaFree(dlse));
     CK(cudaFree(ws));
+    if (dmask) CK(cudaFree(dmask));
 }
 
 /* ---------------------------------------------------------------- timing */
@@ -356,7 +406,7 @@ static double median(std::vector<float> v)
     return v[v.size() / 2];
 }
 
-static void time_case(int B, int T, int NH, int hd, zf_attn_dtype dt, int force_generic, float p)
+static void time_case(int B, int T, int NH, int hd, zf_attn_dtype dt, int force_generic, float p, int mask = 0)
 {
     const int C = NH * hd, SETS = 4, REPS = 30;
     const size_t es = dt_size(dt), nqkv = (size_t)B * T * 3 * C, nout = (size_t)B * T * C, nlse = (size_t)B * NH * T;
@@ -388,6 +438,11 @@ static void time_case(int B, int T, int NH, int hd, zf_attn_dtype dt, int force_
     }
     void *ws;
     CK(cudaMalloc(&ws, zf_attn_backward_workspace(&d)));
+    uint64_t *dmask = NULL;
+    if (mask) {
+        CK(cudaMalloc(&dmask, zf_attn_dropout_mask_bytes(&d)));
+        d.dropout_mask = dmask;
+    }
     zf_err err;
     cudaEvent_t e0, e1;
     CK(cudaEventCreate(&e0));
@@ -421,9 +476,9 @@ static void time_case(int B, int T, int NH, int hd, zf_attn_dtype dt, int force_
     /* causal: half of the 4*B*NH*T^2*hd of two full products; backward 5 products */
     const double ffl = 2.0 * B * NH * (double)T * T * hd, bfl = 2.5 * ffl;
     const double mf = median(tf), mb = median(tb);
-    printf("TIME %-4s %-7s B=%d T=%d NH=%d hd=%d p=%.2f: forward %.3f ms (%.1f TFLOP/s)  backward %.3f ms (%.1f TFLOP/s)\n",
+    printf("TIME %-4s %-7s B=%d T=%d NH=%d hd=%d p=%.2f%s: forward %.3f ms (%.1f TFLOP/s)  backward %.3f ms (%.1f TFLOP/s)\n",
            dt_name(dt), zf_attn_uses_fast_path(&d, qkv[0], out[0], NULL, NULL) ? "fast" : "generic", B, T, NH, hd,
-           (double)p, mf, ffl / mf * 1e-9, mb, bfl / mb * 1e-9);
+           (double)p, mask ? " mask store" : "", mf, ffl / mf * 1e-9, mb, bfl / mb * 1e-9);
     fflush(stdout);
     for (int s = 0; s < SETS; s++) {
         CK(cudaFree(qkv[s]));
@@ -433,6 +488,7 @@ static void time_case(int B, int T, int NH, int hd, zf_attn_dtype dt, int force_
         CK(cudaFree(lse[s]));
     }
     CK(cudaFree(ws));
+    if (dmask) CK(cudaFree(dmask));
     CK(cudaEventDestroy(e0));
     CK(cudaEventDestroy(e1));
 }
@@ -499,12 +555,18 @@ static void run_checks(int quick)
     run_case({3, 257, 3, 64, ZF_ATTN_BF16, 0, 0.1f, 1.0}, seed++);
     run_case({3, 100, 3, 128, ZF_ATTN_F16, 0, 0.3f, 1.0}, seed++);
     run_case({3, 100, 3, 64, ZF_ATTN_BF16, 1, 0.1f, 1.0}, seed++);
+    /* the mask store: T not a multiple of 64, both head dims, generic forward */
+    run_case({3, 257, 3, 64, ZF_ATTN_BF16, 0, 0.1f, 1.0, 1}, seed++);
+    run_case({2, 130, 3, 128, ZF_ATTN_F16, 0, 0.3f, 1.0, 1}, seed++);
+    run_case({2, 100, 2, 64, ZF_ATTN_BF16, 0, 0.1f, 1.0, 2}, seed++);
+    run_case({2, 64, 2, 128, ZF_ATTN_BF16, 0, 0.5f, 1.0, 1}, seed++);
     if (quick) return;
     /* GPT-2 124M size */
     run_case({4, 1024, 12, 64, ZF_ATTN_BF16, 0, 0.0f, 1.0}, seed++);
     run_case({4, 1024, 12, 64, ZF_ATTN_F16, 0, 0.0f, 1.0}, seed++);
     run_case({4, 1024, 12, 64, ZF_ATTN_F32, 0, 0.0f, 1.0}, seed++);
     run_case({4, 1024, 12, 64, ZF_ATTN_BF16, 0, 0.1f, 1.0}, seed++);
+    run_case({4, 1024, 12, 64, ZF_ATTN_BF16, 0, 0.1f, 1.0, 1}, seed++);
 }
 
 int main(int argc, char **argv)
@@ -518,8 +580,9 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--quick")) quick = 1, timing = 0;
         else if (!strcmp(argv[i], "--sanitize")) sanitize = 1, checks = 0, timing = 0;
         else if (!strcmp(argv[i], "--timing-only")) checks = 0;
+        else if (!strcmp(argv[i], "--dropout-timing")) checks = 0, timing = 2;
         else {
-            fprintf(stderr, "usage: %s [--no-timing | --quick | --sanitize | --timing-only]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--no-timing | --quick | --sanitize | --timing-only | --dropout-timing]\n", argv[0]);
             return 2;
         }
     }
@@ -538,10 +601,15 @@ int main(int argc, char **argv)
 
     if (checks) run_checks(quick);
     if (sanitize) run_sanitize_cases();
-    if (timing) {
+    if (timing == 2) { /* the dropout rows only */
+        time_case(4, 1024, 12, 64, ZF_ATTN_BF16, 0, 0.0f);
+        time_case(4, 1024, 12, 64, ZF_ATTN_BF16, 0, 0.1f);
+        time_case(4, 1024, 12, 64, ZF_ATTN_BF16, 0, 0.1f, 1);
+    } else if (timing) {
         time_case(4, 1024, 12, 64, ZF_ATTN_BF16, 0, 0.0f);
         time_case(4, 1024, 12, 64, ZF_ATTN_F16, 0, 0.0f);
         time_case(4, 1024, 12, 64, ZF_ATTN_BF16, 0, 0.1f);
+        time_case(4, 1024, 12, 64, ZF_ATTN_BF16, 0, 0.1f, 1);
         time_case(4, 1024, 16, 128, ZF_ATTN_BF16, 0, 0.0f);
         time_case(4, 1024, 12, 64, ZF_ATTN_BF16, 1, 0.0f);
         time_case(4, 1024, 12, 64, ZF_ATTN_F32, 0, 0.0f);

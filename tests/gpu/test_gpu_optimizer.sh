@@ -14,6 +14,13 @@
 #     differ in its last bit);
 #   - resume: 10 steps, checkpoint, resume to 20 == 20 steps in one run
 #     (losses, model, master, exp_avg, exp_avg_sq bitwise), optimizer on the GPU;
+#   - the pipelined offload (offloadd updates chunk by chunk, the next
+#     forward uploads each layer as it is announced) gives BITWISE the state
+#     and losses of the plain exchange (ZF_OFFLOAD_PIPELINE=0), fp32 and bf16
+#     with clipping;
+#   - a checkpoint of a GPU-optimizer run records optimizer.step = the
+#     applied steps, and resuming it with the optimizer offloaded continues
+#     exactly as resuming the offloaded run's checkpoint;
 #   - the step rows carry the phase times: forward, backward and optimizer
 #     > 0 on every step; transfers 0 with the optimizer on the GPU and > 0
 #     with it offloaded.
@@ -21,6 +28,9 @@ set -u
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 source "$ROOT/tests/pipeline_lib.sh"
 PY=${ZF_PYTHON:-python3}
+# offloaded runs: the trainer dies if the GPU's exact gradient statistics
+# (overflow, sum of squares) are not the host's bits
+export ZF_DEBUG_CHECK_STATS=1
 work=$(new_out)
 for spec in fp32-noclip-cpu-1 fp32-noclip-none-1 bf16-clip-cpu-1 bf16-clip-none-1 fp32-noclip-cpu-3 fp32-noclip-none-3; do
   "$PY" - "$ROOT/config/zero-2.json" "$work/$spec.json" $(echo "$spec" | tr - ' ') <<'PY'
@@ -50,6 +60,24 @@ run res-fp32 fp32-noclip-none-1 10 --save_checkpoint
 run res-fp32 fp32-noclip-none-1 20 --save_checkpoint --resume
 run off-ga3 fp32-noclip-cpu-3 10 --save_checkpoint
 run dev-ga3 fp32-noclip-none-3 10 --save_checkpoint
+ZF_OFFLOAD_PIPELINE=0 run off-fp32-np fp32-noclip-cpu-1 20 --save_checkpoint
+ZF_OFFLOAD_PIPELINE=0 run off-bf16-np bf16-clip-cpu-1 20
+grep -q "optimizer offloaded, pipelined" "$work/off-bf16.out" || fail "offload run was not pipelined"
+grep -q "optimizer offloaded, pipelined" "$work/off-bf16-np.out" && fail "ZF_OFFLOAD_PIPELINE=0 run was pipelined"
+for f in model.zft optim-r0-master.zft optim-r0-adam_m.zft optim-r0-adam_v.zft; do
+  cmp "$work/off-fp32/checkpoints/step_00000020/$f" "$work/off-fp32-np/checkpoints/step_00000020/$f" ||
+    fail "$f: pipelined offload differs from the plain exchange"
+done
+"$PY" - "$work/dev-fp32/checkpoints/step_00000020/meta.json" <<'PY' || fail "GPU-optimizer checkpoint: optimizer.step"
+import json, sys
+m = json.load(open(sys.argv[1]))
+print(f"GPU-optimizer checkpoint: applied_steps {m['applied_steps']}, optimizer.step {m['optimizer']['step']}")
+sys.exit(0 if m["optimizer"]["step"] == m["applied_steps"] == 20 else 1)
+PY
+# resume both step-20 checkpoints (bitwise equal above) with the optimizer offloaded
+run dev-fp32 fp32-noclip-cpu-1 25 --resume
+run off-fp32 fp32-noclip-cpu-1 25 --resume
+grep -q "resuming from .*step_00000020 at step 20" "$work/dev-fp32.out" || fail "GPU-optimizer checkpoint not resumed offloaded"
 grep -q "optimizer on the GPU" "$work/dev-fp32.out" || fail "no-offload run did not keep the optimizer on the GPU"
 grep -q "optimizer on the GPU" "$work/off-fp32.out" && fail "offload run kept the optimizer on the GPU"
 grep -q "resuming from .*step_00000010 at step 10" "$work/res-fp32.out" || fail "did not resume from step 10"
@@ -73,6 +101,15 @@ def rows(name):
     return out
 ok = True
 a, b, r = rows("off-fp32"), rows("dev-fp32"), rows("res-fp32")
+for s in range(21, 26):
+    if a[s]["loss"] != b[s]["loss"]:
+        print(f"step {s} after resuming offloaded: from the offloaded run {a[s]['loss']!r}, from the GPU-optimizer run {b[s]['loss']!r}")
+        ok = False
+for name in ("fp32", "bf16"):
+    p, q = rows(f"off-{name}"), rows(f"off-{name}-np")
+    for s in range(1, 21):
+        if p[s]["loss"] != q[s]["loss"]:
+            print(f"{name} step {s}: pipelined offload {p[s]['loss']!r}, plain {q[s]['loss']!r}"); ok = False
 for s in range(1, 21):
     if a[s]["loss"] != b[s]["loss"] or b[s]["loss"] != r[s]["loss"]:
         print(f"fp32 step {s}: offloaded {a[s]['loss']!r}, GPU {b[s]['loss']!r}, resumed {r[s]['loss']!r}")

@@ -113,13 +113,18 @@ def _mix(z):
 
 
 def hash3_uniform(seed, a, idx):
-    """zf_hash3_uniform(seed, a, idx) for an array of idx (see lib/rng.h)."""
+    """zf_hash3_uniform(seed, a, idx) for an array of idx (see lib/rng.h):
+    idx and idx^1 share the hash of idx >> 1, even idx taking bits 40..63,
+    odd idx bits 8..31."""
+    idx = idx.astype(U64)
     with np.errstate(over="ignore"):
         am = np.array([a], dtype=U64) * GOLD
         rot = (am << U64(17)) | (am >> U64(47))
-        x = np.array([seed], dtype=U64) ^ rot ^ (idx.astype(U64) * U64(0xC2B2AE3D27D4EB4F))
+        x = np.array([seed], dtype=U64) ^ rot ^ ((idx >> U64(1)) * U64(0xC2B2AE3D27D4EB4F))
         h = _mix(x + GOLD + GOLD)  # the first splitmix64 step is discarded
-    return (h >> U64(40)).astype(np.float64) * 2.0 ** -24
+    hi = h >> U64(40)
+    lo = (h & U64(0xFFFFFFFF)) >> U64(8)
+    return np.where((idx & U64(1)) == U64(1), lo, hi).astype(np.float64) * 2.0 ** -24
 
 
 def mask(seed, site, shape, p):

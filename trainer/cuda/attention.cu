@@ -21,9 +21,13 @@
  * size B=4 T=1024 NH=12 hd=64, bf16: forward 0.050 ms, backward 0.136 ms
  * (torch 2.11 scaled_dot_product_attention: 0.050 / 0.176 ms); the tensor
  * pipe is ~30% busy, occupancy 3-4 blocks of 4 warps per SM (registers,
- * shared memory): larger query tiles and wgmma are the next steps.  With
- * attention dropout both directions take ~1.9x longer: the per-element
- * zf_hash3 (64-bit multiplies) costs more than the products at hd=64. */
+ * shared memory): larger query tiles and wgmma are the next steps.  The
+ * dropout hash (64-bit multiplies) costs more than the products at hd=64:
+ * with p = 0.1 the forward hashes once per pair of adjacent keys (T even;
+ * zf_hash3_uniform gives a pair two slices of one zf_hash3), 0.088 ms; with
+ * a mask store (zf_attn_desc.dropout_mask) the forward keeps its masks as
+ * bits (B*NH*T*T/8 bytes) and the backward reads them instead of hashing
+ * each element again in both passes: 0.150 ms (0.246 hashing). */
 #include "attention.cuh"
 
 #include <cuda_bf16.h>
@@ -52,18 +56,37 @@ __device__ __forceinline__ uint64_t d_splitmix64(uint64_t *x)
     z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
     return z ^ (z >> 31);
 }
-__device__ __forceinline__ float d_hash3_uniform(uint64_t seed, uint64_t a, uint64_t b)
+/* zf_hash3(seed, a, c): 64 bits, of which zf_hash3_uniform(seed, a, b) takes
+ * bits 40..63 for b = 2c and bits 8..31 for b = 2c+1. */
+__device__ __forceinline__ uint64_t d_hash3(uint64_t seed, uint64_t a, uint64_t c)
 {
     const uint64_t ar = a * 0x9E3779B97F4A7C15ULL;
-    uint64_t x = seed ^ ((ar << 17) | (ar >> 47)) ^ (b * 0xC2B2AE3D27D4EB4FULL);
+    uint64_t x = seed ^ ((ar << 17) | (ar >> 47)) ^ (c * 0xC2B2AE3D27D4EB4FULL);
     (void)d_splitmix64(&x);
-    return (float)(d_splitmix64(&x) >> 40) * 0x1.0p-24f;
+    return d_splitmix64(&x);
+}
+__device__ __forceinline__ float d_hash3_uniform(uint64_t seed, uint64_t a, uint64_t b)
+{
+    const uint64_t h = d_hash3(seed, a, b >> 1);
+    return (float)((b & 1u) ? (uint32_t)h >> 8 : (uint32_t)(h >> 40)) * 0x1.0p-24f;
 }
 
 struct DropArgs {
     float p, scale; /* keep when u >= p; kept values scaled by scale = 1/(1-p) */
     uint64_t seed, site;
+    /* optional bit store of the masks (zf_attn_desc.dropout_mask): word
+     * (bh*nkw + key/64)*T + query, bit key%64; the forward writes it, the
+     * fast backward reads it instead of hashing every element twice more */
+    uint64_t *mask;
+    int nkw; /* 64-key words per row: ceil(T/64) */
+    uint32_t thr; /* the same test on the 24-bit integer k of u = k 2^-24: k >= ceil(p 2^24) */
 };
+
+/* Index of the mask word holding (bh, query row, key). */
+__device__ __forceinline__ size_t d_mask_word(const DropArgs &dr, int bh, int Tn, int row, int key)
+{
+    return ((size_t)bh * dr.nkw + (key >> 6)) * Tn + row;
+}
 
 /* 1.0f if element idx is kept, else 0.0f (the 1/(1-p) scale is applied by
  * the callers once per row/column, outside the inner products). */
@@ -229,7 +252,9 @@ constexpr int FA_BM = 64;       /* rows owned by a block (queries fwd/dQ, keys d
 
 template <int D> __host__ __device__ constexpr int fwd_smem_bytes() { return (FA_BM + 4 * 64) * (D + 8) * 2; }
 
-template <typename T, int D, bool DROP>
+/* DROP: 0 no dropout, 1 one hash per element, 2 one hash per pair of
+ * adjacent keys (T even: a lane's two keys are one zf_hash3_uniform pair) */
+template <typename T, int D, int DROP>
 __global__ void __launch_bounds__(FA_THREADS) fa_fwd_kernel(const T *__restrict__ qkv, T *__restrict__ out,
                                                             float *__restrict__ lse, int Tn, int NH, int C,
                                                             float scale_log2, DropArgs dr)
@@ -341,13 +366,44 @@ __global__ void __launch_bounds__(FA_THREADS) fa_fwd_kernel(const T *__restrict_
         }
         if (DROP) { /* normaliser uses undropped P; the product uses the mask */
             const uint64_t base0 = ((uint64_t)bh * Tn + row0) * Tn, base1 = ((uint64_t)bh * Tn + row1) * Tn;
+            uint64_t w0 = 0, w1 = 0; /* this lane's bits of the two rows' 64-key words */
+            if (DROP == 2) { /* a lane's two adjacent keys are one pair: one hash for both */
 #pragma unroll
-            for (int nt = 0; nt < BK / 8; nt++)
+                for (int nt = 0; nt < BK / 8; nt++)
 #pragma unroll
-                for (int e = 0; e < 4; e++) {
-                    const int key = j * BK + nt * 8 + (lane & 3) * 2 + (e & 1);
-                    s[nt][e] *= d_keep(dr, (e < 2 ? base0 : base1) + key);
+                    for (int r = 0; r < 2; r++) {
+                        const int kk = nt * 8 + (lane & 3) * 2, key = j * BK + kk;
+                        const uint64_t h = d_hash3(dr.seed, dr.site, ((r ? base1 : base0) + key) >> 1);
+                        const uint32_t ke = (uint32_t)(h >> 40) >= dr.thr, ko = ((uint32_t)h >> 8) >= dr.thr;
+                        s[nt][2 * r] *= ke ? 1.0f : 0.0f;
+                        s[nt][2 * r + 1] *= ko ? 1.0f : 0.0f;
+                        const uint64_t bits = (uint64_t)(ke | (ko << 1)) << kk;
+                        if (r) w1 |= bits;
+                        else w0 |= bits;
+                    }
+            } else {
+#pragma unroll
+                for (int nt = 0; nt < BK / 8; nt++)
+#pragma unroll
+                    for (int e = 0; e < 4; e++) {
+                        const int kk = nt * 8 + (lane & 3) * 2 + (e & 1), key = j * BK + kk;
+                        const float kp = d_keep(dr, (e < 2 ? base0 : base1) + key);
+                        s[nt][e] *= kp;
+                        if (e < 2) w0 |= (uint64_t)(kp != 0.0f) << kk;
+                        else w1 |= (uint64_t)(kp != 0.0f) << kk;
+                    }
+            }
+            if (dr.mask) { /* the quad's lanes hold disjoint bits of the same words */
+#pragma unroll
+                for (int o2 = 1; o2 <= 2; o2 <<= 1) {
+                    w0 |= __shfl_xor_sync(0xffffffffu, w0, o2);
+                    w1 |= __shfl_xor_sync(0xffffffffu, w1, o2);
                 }
+                if ((lane & 3) == 0) {
+                    if (row0 < Tn) dr.mask[d_mask_word(dr, bh, Tn, row0, j * BK)] = w0;
+                    if (row1 < Tn) dr.mask[d_mask_word(dr, bh, Tn, row1, j * BK)] = w1;
+                }
+            }
         }
         /* O += P V: the S accumulator layout is the A operand layout */
 #pragma unroll
@@ -426,10 +482,11 @@ template <int D> __host__ __device__ constexpr int bwd_bn() { return D == 128 ? 
 template <int D> __host__ __device__ constexpr int bwd_minb() { return D == 64 ? 3 : 1; }
 template <int D> __host__ __device__ constexpr int dkdv_smem_bytes()
 {
-    return (2 * FA_BM + 4 * bwd_bn<D>()) * (D + 8) * 2 + 4 * bwd_bn<D>() * 4;
+    return (2 * FA_BM + 4 * bwd_bn<D>()) * (D + 8) * 2 + 4 * bwd_bn<D>() * 4 + 2 * bwd_bn<D>() * 8;
 }
 
-template <typename T, int D, bool DROP>
+/* MASK: the dropout masks come from the store (dr.mask), not the hash */
+template <typename T, int D, bool DROP, bool MASK>
 __global__ void __launch_bounds__(FA_THREADS, bwd_minb<D>()) fa_bwd_dkdv_kernel(const T *__restrict__ qkv,
                                                                  const T *__restrict__ dout,
                                                                  const float *__restrict__ lse,
@@ -445,6 +502,7 @@ __global__ void __launch_bounds__(FA_THREADS, bwd_minb<D>()) fa_bwd_dkdv_kernel(
     T *sdO = sQ + 2 * BN * LDS; /* 2 stages */
     float *sL = reinterpret_cast<float *>(sdO + 2 * BN * LDS); /* 2 stages: lse * log2(e) */
     float *sD = sL + 2 * BN;                                   /* 2 stages: delta */
+    uint64_t *sM = reinterpret_cast<uint64_t *>(sD + 2 * BN);  /* 2 stages: the queries' mask words */
 
     const int bh = blockIdx.x, b = bh / NH, h = bh % NH;
     const int kb = blockIdx.y; /* block 0 has the most query tiles: first */
@@ -460,10 +518,13 @@ __global__ void __launch_bounds__(FA_THREADS, bwd_minb<D>()) fa_bwd_dkdv_kernel(
     load_tile<T, D, FA_BM, LDS>(sV, gv, ld, k0, Tn);
     load_tile<T, D, BN, LDS>(sQ, gq, ld, t0 * BN, Tn);
     load_tile<T, D, BN, LDS>(sdO, gdo, (size_t)C, t0 * BN, Tn);
+    /* the mask words of this block's 64 keys (one word per query row) */
+    const uint64_t *gm = DROP && MASK ? dr.mask + d_mask_word(dr, bh, Tn, 0, k0) : nullptr;
     for (int i = threadIdx.x; i < BN; i += blockDim.x) {
         const int q = t0 * BN + i;
         sL[i] = q < Tn ? gl[q] * LOG2E_F : 0.0f;
         sD[i] = q < Tn ? gd[q] : 0.0f;
+        if (DROP && MASK) sM[i] = q < Tn ? gm[q] : 0;
     }
     cp_async_commit();
 
@@ -484,6 +545,7 @@ __global__ void __launch_bounds__(FA_THREADS, bwd_minb<D>()) fa_bwd_dkdv_kernel(
                 const int q = nq0 + i;
                 sL[ns * BN + i] = q < Tn ? gl[q] * LOG2E_F : 0.0f;
                 sD[ns * BN + i] = q < Tn ? gd[q] : 0.0f;
+                if (DROP && MASK) sM[ns * BN + i] = q < Tn ? gm[q] : 0;
             }
             cp_async_commit();
             cp_async_wait<1>();
@@ -493,6 +555,7 @@ __global__ void __launch_bounds__(FA_THREADS, bwd_minb<D>()) fa_bwd_dkdv_kernel(
         __syncthreads();
         const T *q = sQ + st * BN * LDS, *dO = sdO + st * BN * LDS;
         const float *Ls = sL + st * BN, *Ds = sD + st * BN;
+        const uint32_t *Ms = reinterpret_cast<const uint32_t *>(sM + st * BN); /* 32-bit halves */
         const int q0 = t * BN;
 
         /* S^T = K Q^T and dP^T = V dO^T: 16 keys x BN queries per warp */
@@ -529,7 +592,9 @@ __global__ void __launch_bounds__(FA_THREADS, bwd_minb<D>()) fa_bwd_dkdv_kernel(
                 const bool valid = qq >= key && qq < Tn;
                 const float p = valid ? exp2f(s[nt][e] * scale_log2 - Ls[qi]) : 0.0f;
                 float keep = 1.0f;
-                if (DROP) keep = d_keep(dr, ((uint64_t)bh * Tn + qq) * Tn + key);
+                if (DROP)
+                    keep = MASK ? (float)((Ms[2 * qi + ((key >> 5) & 1)] >> (key & 31)) & 1u)
+                                : d_keep(dr, ((uint64_t)bh * Tn + qq) * Tn + key);
                 pd[nt][e] = p * keep;
                 s[nt][e] = p * (dp[nt][e] * (DROP ? keep * dr.scale : 1.0f) - Ds[qi]);
             }
@@ -583,7 +648,7 @@ __global__ void __launch_bounds__(FA_THREADS, bwd_minb<D>()) fa_bwd_dkdv_kernel(
 
 template <int D> __host__ __device__ constexpr int dq_smem_bytes() { return (2 * FA_BM + 4 * bwd_bn<D>()) * (D + 8) * 2; }
 
-template <typename T, int D, bool DROP>
+template <typename T, int D, bool DROP, bool MASK>
 __global__ void __launch_bounds__(FA_THREADS, bwd_minb<D>())
     fa_bwd_dq_kernel(const T *__restrict__ qkv, const T *__restrict__ dout, const T *__restrict__ out,
                      const float *__restrict__ lse, float *__restrict__ delta, T *__restrict__ dqkv, int Tn, int NH,
@@ -659,6 +724,13 @@ __global__ void __launch_bounds__(FA_THREADS, bwd_minb<D>())
         }
         __syncthreads();
         const T *k = sK + (j & 1) * BN * LDS, *v = sV + (j & 1) * BN * LDS;
+        /* the two rows' mask words for this key tile (read early: the
+         * products below hide the load) */
+        uint64_t mw0 = 0, mw1 = 0;
+        if (DROP && MASK) {
+            if (row0 < Tn) mw0 = dr.mask[d_mask_word(dr, bh, Tn, row0, j * BN)];
+            if (row1 < Tn) mw1 = dr.mask[d_mask_word(dr, bh, Tn, row1, j * BN)];
+        }
 
         /* S = Q K^T, dP = dO V^T: 16 queries x BN keys per warp */
         float s[BN / 8][4], dp[BN / 8][4];
@@ -691,7 +763,11 @@ __global__ void __launch_bounds__(FA_THREADS, bwd_minb<D>())
                 const bool valid = key <= row;
                 const float p = valid ? exp2f(s[nt][e] * scale_log2 - (e < 2 ? L0 : L1)) : 0.0f;
                 float g = dp[nt][e];
-                if (DROP) g *= d_keep(dr, ((uint64_t)bh * Tn + row) * Tn + key) * dr.scale;
+                if (DROP) {
+                    const float kp = MASK ? (float)((((e < 2) ? mw0 : mw1) >> (key & 63)) & 1u)
+                                             : d_keep(dr, ((uint64_t)bh * Tn + row) * Tn + key);
+                    g *= kp * dr.scale;
+                }
                 s[nt][e] = p * (g - (e < 2 ? D0 : D1));
             }
         /* dQ += dS K: k runs over keys */
@@ -982,6 +1058,29 @@ __global__ void __launch_bounds__(128) gen_bwd_dkdv_kernel(const T *__restrict__
     }
 }
 
+/* ------------------------------------------------ generic: mask store */
+
+/* The generic forward draws its masks inline; when the caller keeps a mask
+ * store this fills it afterwards (one thread a 64-key word), so that a fast
+ * backward can read it whichever path the forward took. */
+__global__ void mask_fill_kernel(DropArgs dr, int Tn, size_t nwords)
+{
+    const size_t w = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (w >= nwords) return;
+    const int row = (int)(w % (size_t)Tn);
+    const size_t r2 = w / (size_t)Tn;
+    const int kw = (int)(r2 % (size_t)dr.nkw);
+    const size_t bh = r2 / (size_t)dr.nkw;
+    uint64_t bits = 0;
+    const int k0 = kw * 64;
+    if (k0 <= row) {
+        const int kend = min(row, Tn - 1) - k0; /* keys k0..k0+kend are visible */
+        const uint64_t base = ((uint64_t)bh * Tn + row) * Tn + k0;
+        for (int k = 0; k <= kend && k < 64; k++) bits |= (uint64_t)(d_keep(dr, base + k) != 0.0f) << k;
+    }
+    dr.mask[w] = bits;
+}
+
 /* ------------------------------------------------------------------ host */
 
 static int check_desc(const zf_attn_desc *d, zf_err *err)
@@ -1036,6 +1135,10 @@ static DropArgs drop_args(const zf_attn_desc *d)
     dr.scale = d->dropout_p > 0.0f ? 1.0f / (1.0f - d->dropout_p) : 1.0f;
     dr.seed = d->dropout_seed;
     dr.site = d->dropout_site;
+    dr.mask = d->dropout_p > 0.0f ? d->dropout_mask : nullptr;
+    dr.nkw = (d->T + 63) / 64;
+    /* p in [0, 1) is a float, so p 2^24 is exact and u >= p <=> k >= ceil(p 2^24) */
+    dr.thr = (uint32_t)ceilf(d->dropout_p * 16777216.0f);
     return dr;
 }
 
@@ -1060,7 +1163,8 @@ template <typename K> static int set_smem(K kernel, size_t bytes, zf_err *err)
 template <typename T, int D, bool DROP>
 static int fast_fwd(const zf_attn_desc *d, void *out, float *lse, const void *qkv, cudaStream_t st, zf_err *err)
 {
-    auto kern = fa_fwd_kernel<T, D, DROP>;
+    auto kern = fa_fwd_kernel<T, D, DROP ? 1 : 0>;
+    if (DROP && d->T % 2 == 0) kern = fa_fwd_kernel<T, D, 2>;
     const size_t sm = fwd_smem_bytes<D>();
     if (set_smem(kern, sm, err)) return -1;
     dim3 grid((unsigned)(d->B * d->NH), (unsigned)((d->T + FA_BM - 1) / FA_BM));
@@ -1077,18 +1181,25 @@ static int gen_fwd(const zf_attn_desc *d, void *out, float *lse, const void *qkv
     const size_t sm = gen_smem_bytes(hd);
     if (set_smem(kern, sm, err)) return -1;
     dim3 grid((unsigned)(d->B * d->NH), (unsigned)((d->T + GROWS - 1) / GROWS));
-    kern<<<grid, 128, sm, st>>>((const T *)qkv, (T *)out, lse, d->T, d->NH, d->C, hd, 1.0f / sqrtf((float)hd),
-                                drop_args(d));
-    return launch_status(err, "forward (generic)");
+    const DropArgs dr = drop_args(d);
+    kern<<<grid, 128, sm, st>>>((const T *)qkv, (T *)out, lse, d->T, d->NH, d->C, hd, 1.0f / sqrtf((float)hd), dr);
+    if (launch_status(err, "forward (generic)")) return -1;
+    if (DROP && dr.mask) {
+        const size_t nwords = (size_t)d->B * d->NH * dr.nkw * d->T;
+        mask_fill_kernel<<<(unsigned)((nwords + 255) / 256), 256, 0, st>>>(dr, d->T, nwords);
+        return launch_status(err, "forward (mask store)");
+    }
+    return 0;
 }
 
-template <typename T, int D, bool DROP>
+template <typename T, int D, bool DROP, bool MASK = false>
 static int fast_bwd(const zf_attn_desc *d, void *dqkv, const void *dout, const void *qkv, const void *out,
                     const float *lse, float *delta, cudaStream_t st, zf_err *err)
 {
+    if (DROP && !MASK && d->dropout_mask) return fast_bwd<T, D, true, true>(d, dqkv, dout, qkv, out, lse, delta, st, err);
     const float scale = 1.0f / sqrtf((float)D), scale_log2 = scale * LOG2E_F;
-    auto k1 = fa_bwd_dkdv_kernel<T, D, DROP>;
-    auto k2 = fa_bwd_dq_kernel<T, D, DROP>;
+    auto k1 = fa_bwd_dkdv_kernel<T, D, DROP, MASK>;
+    auto k2 = fa_bwd_dq_kernel<T, D, DROP, MASK>;
     const size_t sm1 = dkdv_smem_bytes<D>(), sm2 = dq_smem_bytes<D>();
     if (set_smem(k1, sm1, err) || set_smem(k2, sm2, err)) return -1;
     dim3 grid((unsigned)(d->B * d->NH), (unsigned)((d->T + FA_BM - 1) / FA_BM));
@@ -1182,11 +1293,19 @@ extern "C" int zf_attn_forward(const zf_attn_desc *d, void *out, float *lse, con
     if (check_desc(d, err)) return -1;
     if ((long long)d->B * d->T == 0) return 0;
     if (!out || !lse || !qkv) return zf_err_set(err, "attention: forward: expected out, lse and qkv pointers, got NULL");
+    if ((uintptr_t)d->dropout_mask & 7u)
+        return zf_err_set(err, "attention: forward: dropout_mask: expected 8-byte alignment, got %p", (void *)d->dropout_mask);
     switch (d->dtype) {
     case ZF_ATTN_F32: return fwd_t<float>(d, out, lse, qkv, stream, err);
     case ZF_ATTN_BF16: return fwd_t<__nv_bfloat16>(d, out, lse, qkv, stream, err);
     default: return fwd_t<__half>(d, out, lse, qkv, stream, err);
     }
+}
+
+extern "C" size_t zf_attn_dropout_mask_bytes(const zf_attn_desc *d)
+{
+    if (!d || d->B <= 0 || d->T <= 0 || d->NH <= 0) return 0;
+    return (size_t)d->B * d->NH * ((d->T + 63) / 64) * d->T * sizeof(uint64_t);
 }
 
 extern "C" size_t zf_attn_backward_workspace(const zf_attn_desc *d)
@@ -1204,6 +1323,8 @@ extern "C" int zf_attn_backward(const zf_attn_desc *d, void *dqkv, const void *d
         return zf_err_set(err, "attention: backward: expected dqkv, dout, qkv, out, lse and workspace pointers, got NULL");
     if ((uintptr_t)workspace & 3u)
         return zf_err_set(err, "attention: backward: workspace: expected 4-byte alignment, got %p", workspace);
+    if ((uintptr_t)d->dropout_mask & 7u)
+        return zf_err_set(err, "attention: backward: dropout_mask: expected 8-byte alignment, got %p", (void *)d->dropout_mask);
     float *delta = (float *)workspace;
     switch (d->dtype) {
     case ZF_ATTN_F32: return bwd_t<float>(d, dqkv, dout, qkv, out, lse, delta, stream, err);

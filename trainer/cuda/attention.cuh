@@ -53,12 +53,23 @@ typedef struct zf_attn_desc {
     uint64_t dropout_seed;  /* zf_hash3 seed (the CPU model's dropout_seed) */
     uint64_t dropout_site;  /* zf_hash3 site (the CPU model's layer*4+1) */
     int force_generic;      /* 1: always the generic path (tests, debugging) */
+    /* Optional store of the dropout masks as bits, zf_attn_dropout_mask_bytes()
+     * of device memory, 8-byte aligned; NULL (or dropout_p = 0): unused.  The
+     * forward writes it (the same bits the hash gives, only for keys <= query);
+     * a backward with the same desc and store reads it instead of drawing the
+     * masks again (the fast path hashes each element once per pass otherwise:
+     * 3x in all).  Between the two, leave the store alone. */
+    uint64_t *dropout_mask;
 } zf_attn_desc;
 
 /* Forward: out [B,T,C] (dtype), lse [B,NH,T] (fp32, natural log, kept for the
  * backward).  qkv [B,T,3C] (dtype).  Returns 0, or -1 with err filled. */
 int zf_attn_forward(const zf_attn_desc *d, void *out, float *lse, const void *qkv, cudaStream_t stream,
                     zf_err *err);
+
+/* Bytes of a dropout mask store for these sizes: B*NH*ceil(T/64)*T 64-bit
+ * words (word (b*NH+h)*ceil(T/64)*T + (key/64)*T + query, bit key%64). */
+size_t zf_attn_dropout_mask_bytes(const zf_attn_desc *d);
 
 /* Bytes of device workspace zf_attn_backward needs (B*NH*T floats). */
 size_t zf_attn_backward_workspace(const zf_attn_desc *d);

@@ -27,6 +27,7 @@
 extern "C" {
 #include "ds_config.h"
 #include "lr_schedule.h"
+#include "shard_optimizer.h"
 }
 
 enum { PH_FWD, PH_BWD, PH_OPT, PH_XFER };
@@ -42,6 +43,9 @@ typedef struct cuda_impl {
     float *params, *grads;
     size_t total, bytes;
     int params_pinned, grads_pinned;
+    const float *up_src; /* pinned source of pipelined uploads (offloadd's master) */
+    int up_pinned;
+    double *ss_dev, *ss_host; /* exact statistics: per block and lane sums (+ the non-finite count) */
     int ga, nb; /* backward calls per step (spec), and since zero_grads */
     zf_gpu_dtype dt;
     /* device optimizer */
@@ -174,6 +178,84 @@ static int cu_params_from_host(zf_backend *b, zf_err *err)
     ph_end(c);
     return rc;
 }
+/* zf_sum_squares's recipe on the GPU: one CUDA block per sum block, thread
+ * j = lane j adding (double)x * x of elements j, j + 16, ... in order (the
+ * product of two doubles from floats is exact, so fused or not it is the
+ * host's addition).  Loads run 32 ahead of the additions. */
+static __global__ void sumsq_exact_k(const float *g, size_t n, size_t bs, double *lanes, unsigned long long *bad)
+{
+    const size_t a = (size_t)blockIdx.x * bs;
+    const size_t e = a + bs < n ? a + bs : n;
+    const int j = threadIdx.x;
+    double acc = 0.0;
+    unsigned long long nb = 0;
+    size_t k = a + j;
+    for (; k + 31 * 16 < e; k += 32 * 16) {
+        float x[32];
+#pragma unroll
+        for (int u = 0; u < 32; u++) x[u] = __ldg(g + k + (size_t)u * 16);
+#pragma unroll
+        for (int u = 0; u < 32; u++) {
+            nb += (__float_as_uint(x[u]) & 0x7f800000u) == 0x7f800000u;
+            acc += (double)x[u] * (double)x[u];
+        }
+    }
+    for (; k < e; k += 16) {
+        const float x = g[k];
+        nb += (__float_as_uint(x) & 0x7f800000u) == 0x7f800000u;
+        acc += (double)x * (double)x;
+    }
+    lanes[(size_t)blockIdx.x * ZF_SUMSQ_LANES + j] = acc;
+    if (nb) atomicAdd(bad, nb);
+}
+
+static int cu_grad_stats_exact(zf_backend *b, int *overflow, double *sumsq, zf_err *err)
+{
+    cuda_impl *c = (cuda_impl *)b->impl;
+    const size_t words = ZF_SUMSQ_MAX_BLOCKS * ZF_SUMSQ_LANES + 1;
+    if (!c->ss_dev) {
+        CKE(cudaMalloc(&c->ss_dev, words * sizeof(double)));
+        CKE(cudaMallocHost(&c->ss_host, words * sizeof(double)));
+    }
+    size_t bs, nb;
+    zf_sum_squares_plan(c->total, &bs, &nb);
+    cudaStream_t s = zf_gpt2c_stream(c->model);
+    unsigned long long *bad = (unsigned long long *)(c->ss_dev + words - 1);
+    ph_begin(c, PH_OPT);
+    CKE(cudaMemsetAsync(bad, 0, sizeof *bad, s));
+    sumsq_exact_k<<<(unsigned)nb, ZF_SUMSQ_LANES, 0, s>>>(zf_gpt2c_grads_dev(c->model), c->total, bs, c->ss_dev, bad);
+    CKE(cudaGetLastError());
+    CKE(cudaMemcpyAsync(c->ss_host, c->ss_dev, nb * ZF_SUMSQ_LANES * sizeof(double), cudaMemcpyDeviceToHost, s));
+    CKE(cudaMemcpyAsync(c->ss_host + words - 1, bad, sizeof *bad, cudaMemcpyDeviceToHost, s));
+    ph_end(c);
+    CKE(cudaStreamSynchronize(s));
+    unsigned long long nbad;
+    memcpy(&nbad, c->ss_host + words - 1, sizeof nbad);
+    double total = 0.0;
+    for (size_t k = 0; k < nb; k++) {
+        double sb = 0.0;
+        for (int j = 0; j < ZF_SUMSQ_LANES; j++) sb += c->ss_host[k * ZF_SUMSQ_LANES + j];
+        total += sb;
+    }
+    *overflow = nbad > 0;
+    *sumsq = total;
+    return 0;
+}
+
+/* Optimizer offloaded, pipelined: the next forward uploads per range as
+ * offloadd announces it (zf_gpt2c_upload_params_next); the source is pinned
+ * once so the copies run asynchronously at full speed. */
+static int cu_upload_params_next(zf_backend *b, const float *src, int (*ready)(void *, size_t), void *ctx, zf_err *err)
+{
+    cuda_impl *c = (cuda_impl *)b->impl;
+    if (src && src != c->up_src) {
+        if (c->up_pinned) cudaHostUnregister((void *)c->up_src);
+        c->up_pinned = cudaHostRegister((void *)src, c->bytes, cudaHostRegisterDefault) == cudaSuccess;
+        cudaGetLastError(); /* not pinned: the copies still work, slower */
+        c->up_src = src;
+    }
+    return zf_gpt2c_upload_params_next(c->model, src, ready, ctx, err);
+}
 static int cu_poison_grads(zf_backend *b, zf_err *err)
 {
     return zf_gpt2c_poison_grads(((cuda_impl *)b->impl)->model, err);
@@ -281,6 +363,9 @@ static void cu_free(zf_backend *b)
     free(c->rows);
     if (c->params_pinned) cudaHostUnregister(c->params);
     if (c->grads_pinned) cudaHostUnregister(c->grads);
+    if (c->up_pinned) cudaHostUnregister((void *)c->up_src);
+    if (c->ss_dev) cudaFree(c->ss_dev);
+    if (c->ss_host) cudaFreeHost(c->ss_host);
     free(c);
     free(b);
 }
@@ -350,6 +435,9 @@ extern "C" zf_backend *zf_backend_cuda_create(const zf_backend_spec *s, zf_err *
     } else if (cu_params_from_host(b, err) != 0) {
         cu_free(b);
         return NULL;
+    } else {
+        b->upload_params_next = cu_upload_params_next;
+        b->grad_stats_exact = cu_grad_stats_exact;
     }
     /* creation's copies are not a step's transfers */
     zf_phase_times drop = {0, 0, 0, 0};

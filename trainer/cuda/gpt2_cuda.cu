@@ -13,7 +13,12 @@
  * the backward reruns a block's forward from its input right before that
  * block's backward.  The rerun is the same kernels on the same inputs with
  * the same dropout sites, so the gradients are bitwise those of the
- * non-checkpointed model. */
+ * non-checkpointed model.
+ *
+ * Kept from the forward for the backward besides the activations: each
+ * layer's attention dropout masks as bits (bf16/fp16) and the classifier's
+ * softmax - onehot [N, roundup(V,64)] (zf_gk_classifier_fwd_save), so the
+ * backward neither hashes the masks again nor recomputes the logits. */
 #include "gpt2_cuda.cuh"
 
 #include <cuda_runtime.h>
@@ -55,6 +60,9 @@ struct zf_gpt2c {
     float *ln1_mean, *ln1_rstd, *ln2_mean, *ln2_rstd, *lnf_mean, *lnf_rstd, *lse;
     void *tmp, *dres, *dln, *dtmp, *datty, *dqkv, *dfch;
     void *attn_ws;
+    uint64_t *amask; /* attention dropout masks as bits, per layer slot (NULL: none kept) */
+    size_t sMaskw;   /* 64-bit words per slot */
+    void *dsave;     /* the classifier's softmax - onehot [N, roundup(V,64)] (dt), forward -> backward */
     float *losses, *loss_mean;
     int *count_dev;
     int32_t *tok, *tgt;
@@ -68,6 +76,13 @@ struct zf_gpt2c {
     cudaStream_t cs;
     cudaEvent_t *lev, cs_done;
     float *sink, *streamed;
+    /* pipelined parameter upload (zf_gpt2c_upload_params_next): the host
+     * source, its producer's wait, the prefix already queued */
+    const float *up_src;
+    int (*up_ready)(void *ctx, size_t end);
+    void *up_ctx;
+    size_t up_done;
+    cudaEvent_t up_ev;
 };
 
 
@@ -152,6 +167,10 @@ static void layout(zf_gpt2c *m, carver *c)
     m->dfch = carve(c, m->s4D * es);
     zf_attn_desc d = {m->max_B, m->max_T, m->c.n_embd, m->c.n_head, attn_dt(m->dt), 0.0f, 0, 0, 0};
     m->attn_ws = carve(c, zf_attn_backward_workspace(&d));
+    /* the forward's attention dropout masks, read back by the backward (bf16
+     * and fp16 only: the fp32 debug path redraws them) */
+    m->amask = m->sMaskw ? (uint64_t *)carve(c, Lb * m->sMaskw * 8) : NULL;
+    m->dsave = carve(c, m->sNp * ((size_t)(m->c.vocab_size + 63) / 64 * 64) * es);
     m->losses = (float *)carve(c, m->sNp * 4);
     m->loss_mean = (float *)carve(c, 4);
     m->count_dev = (int *)carve(c, 4);
@@ -225,6 +244,10 @@ zf_gpt2c *zf_gpt2c_create_ex(const zf_gpt2_config *cfg, const zf_param_table *t,
     m->s3D = pad64(sN * 3 * d);
     m->s4D = pad64(sN * 4 * d);
     m->sLse = pad64((size_t)max_B * cfg->n_head * max_T);
+    if (dt != ZF_GPU_F32 && cfg->attn_pdrop > 0.0f) {
+        zf_attn_desc md = {max_B, max_T, cfg->n_embd, cfg->n_head, attn_dt(dt), 0.0f, 0, 0, 0, NULL};
+        m->sMaskw = zf_attn_dropout_mask_bytes(&md) / 8;
+    }
     carver c0 = {NULL, 0};
     layout(m, &c0);
     cudaError_t e = cudaStreamCreateWithFlags(&m->s, cudaStreamNonBlocking);
@@ -290,6 +313,7 @@ void zf_gpt2c_free(zf_gpt2c *m)
         for (int l = 0; l < m->c.n_layer; l++)
             if (m->lev[l]) cudaEventDestroy(m->lev[l]);
         cudaEventDestroy(m->cs_done);
+        if (m->up_ev) cudaEventDestroy(m->up_ev);
         cudaStreamDestroy(m->cs);
     }
     free(m->lrange);
@@ -323,6 +347,7 @@ int zf_gpt2c_poison_grads(zf_gpt2c *m, zf_err *err)
 int zf_gpt2c_set_params(zf_gpt2c *m, const float *host, zf_err *err)
 {
     const size_t bytes = m->total * sizeof(float);
+    m->up_src = NULL; /* replaces an armed pipelined upload */
     if (m->dt == ZF_GPU_F32) {
         CK(cudaMemcpyAsync(m->params, host, bytes, cudaMemcpyHostToDevice, m->s));
     } else {
@@ -360,6 +385,57 @@ int zf_gpt2c_stream_grads_next(zf_gpt2c *m, float *host, zf_err *err)
     return 0;
 }
 
+int zf_gpt2c_upload_params_next(zf_gpt2c *m, const float *host, int (*ready)(void *ctx, size_t end), void *ctx,
+                                zf_err *err)
+{
+    m->up_src = NULL;
+    if (!host) return 0;
+    if (!ready) return zf_err_set(err, "gpt2_cuda: upload_params_next: expected a ready function");
+    if (!m->cs) {
+        CK(cudaStreamCreateWithFlags(&m->cs, cudaStreamNonBlocking));
+        for (int l = 0; l < m->c.n_layer; l++) CK(cudaEventCreateWithFlags(&m->lev[l], cudaEventDisableTiming));
+        CK(cudaEventCreateWithFlags(&m->cs_done, cudaEventDisableTiming));
+    }
+    if (!m->up_ev) CK(cudaEventCreateWithFlags(&m->up_ev, cudaEventDisableTiming));
+    m->up_src = host;
+    m->up_ready = ready;
+    m->up_ctx = ctx;
+    m->up_done = 0;
+    return 0;
+}
+
+/* Pipelined upload: make parameters [0, need) current before the compute
+ * stream uses them.  Pieces are copied on the copy stream as the producer
+ * releases them (so a layer's copy overlaps the update of its rest); the
+ * compute stream waits for the copies, then converts them to the compute
+ * type (the same conversion as zf_gpt2c_set_params). */
+#define UP_PIECE ((size_t)4 << 20)
+static int up_ensure(zf_gpt2c *m, size_t need, zf_err *err)
+{
+    if (!m->up_src) return 0;
+    if (need > m->total) need = m->total;
+    const size_t a = m->up_done;
+    while (m->up_done < need) {
+        const size_t e = need - m->up_done > UP_PIECE ? m->up_done + UP_PIECE : need;
+        if (m->up_ready(m->up_ctx, e) != 0) {
+            m->up_src = NULL;
+            return zf_err_set(err, "gpt2_cuda: parameter upload: the producer failed before element %zu", e);
+        }
+        void *dst = m->dt == ZF_GPU_F32 ? (void *)((float *)m->params + m->up_done) : (void *)(m->stage + m->up_done);
+        CK(cudaMemcpyAsync(dst, m->up_src + m->up_done, (e - m->up_done) * sizeof(float), cudaMemcpyHostToDevice,
+                           m->cs));
+        m->up_done = e;
+    }
+    if (m->up_done > a) {
+        CK(cudaEventRecord(m->up_ev, m->cs));
+        CK(cudaStreamWaitEvent(m->s, m->up_ev, 0));
+        if (m->dt != ZF_GPU_F32)
+            GK(zf_gk_convert(m->gk, ep(m, m->params, a), m->dt, m->stage + a, ZF_GPU_F32, m->up_done - a));
+    }
+    if (m->up_done >= m->total) m->up_src = NULL;
+    return 0;
+}
+
 int zf_gpt2c_get_grads(zf_gpt2c *m, float *host, zf_err *err)
 {
     if (m->streamed == host) { /* the layers are on their way: the rest, after them */
@@ -378,6 +454,9 @@ int zf_gpt2c_get_grads(zf_gpt2c *m, float *host, zf_err *err)
 }
 
 /* ----------------------------------------------------------- forward */
+
+/* The attention mask store of activation slot sl (NULL when none is kept). */
+static uint64_t *attn_mask(const zf_gpt2c *m, int sl) { return m->amask ? m->amask + (size_t)sl * m->sMaskw : NULL; }
 
 /* One block's forward from its input x into out (res3 of the layer), its
  * other activations in slot l (slot 0 with checkpointing). */
@@ -399,7 +478,7 @@ static int layer_fwd(zf_gpt2c *m, int l, const void *x, void *res3, zf_err *err)
     float *m2 = m->ln2_mean + sl * m->sNp, *r2 = m->ln2_rstd + sl * m->sNp;
     GK(zf_gk_layernorm_fwd(m->gk, dt, ln1, m1, r1, x, pp(m, o->ln1w), pp(m, o->ln1b), N, d, eps));
     MM(zf_linear_fwd(m->mm, m->s, dt, qkv, ln1, pp(m, o->qkvw), pp(m, o->qkvb), N, d, 3 * d));
-    zf_attn_desc ad = {B, T, d, NH, attn_dt(dt), pa, seed, site(l, K_ATTN), 0};
+    zf_attn_desc ad = {B, T, d, NH, attn_dt(dt), pa, seed, site(l, K_ATTN), 0, attn_mask(m, sl)};
     if (zf_attn_forward(&ad, atty, m->lse + sl * m->sLse, qkv, m->s, err)) return -1;
     MM(zf_linear_fwd(m->mm, m->s, dt, m->tmp, atty, pp(m, o->attpw), pp(m, o->attpb), N, d, d));
     GK(zf_gk_residual_fwd(m->gk, dt, res2, x, m->tmp, ND, pr, seed, site(l, K_ATTRES)));
@@ -421,18 +500,26 @@ static int forward_dev(zf_gpt2c *m, zf_err *err)
     const float eps = m->c.layer_norm_epsilon;
     const uint64_t seed = m->seed;
     const float pe = m->training ? m->c.embd_pdrop : 0.0f;
+    /* a pipelined upload: each range just before its first use */
+    size_t need = m->o_wte + (size_t)V * d;
+    if (m->o_wpe + (size_t)m->c.n_positions * d > need) need = m->o_wpe + (size_t)m->c.n_positions * d;
+    if (up_ensure(m, need, err)) return -1;
     GK(zf_gk_embed_fwd(m->gk, dt, m->x0, m->tok, pp(m, m->o_wte), pp(m, m->o_wpe), B, T, d, V, pe, seed));
     const void *x = m->x0;
     for (int l = 0; l < L; l++) {
         void *res3 = ep(m, m->res3, l * m->sD);
+        if (m->lrange[l][1] > need) need = m->lrange[l][1];
+        if (up_ensure(m, need, err)) return -1;
         if (layer_fwd(m, l, x, res3, err)) return -1;
         x = res3;
     }
+    if (up_ensure(m, m->total, err)) return -1;
     GK(zf_gk_layernorm_fwd(m->gk, dt, m->lnf, m->lnf_mean, m->lnf_rstd, x, pp(m, m->o_lnfw), pp(m, m->o_lnfb), N, d,
                            eps));
+    /* the loss, keeping its gradient for the backward (no second pass over the logits) */
     if (m->has_targets)
-        GK(zf_gk_classifier(m->gk, dt, m->lnf, pp(m, m->o_wte), m->tgt, N, d, V, 1.0f, m->losses, m->loss_mean,
-                            m->count_dev, NULL, NULL));
+        GK(zf_gk_classifier_fwd_save(m->gk, dt, m->lnf, pp(m, m->o_wte), m->tgt, N, d, V, m->losses, m->loss_mean,
+                                     m->count_dev, m->dsave));
     return 0;
 }
 
@@ -528,9 +615,10 @@ int zf_gpt2c_backward(zf_gpt2c *m, float loss_scale, zf_err *err)
     m->sink = NULL;
     m->streamed = sink;
 
-    /* tied head: dlnf = dlogits wte (overwritten), dwte += dlogits^T lnf */
-    GK(zf_gk_classifier(m->gk, dt, m->lnf, pp(m, m->o_wte), m->tgt, N, d, V, loss_scale, m->losses, NULL, NULL, m->dln,
-                        g + m->o_wte));
+    /* tied head: dlnf = dlogits wte (overwritten), dwte += dlogits^T lnf, with
+     * dlogits = (softmax - onehot) loss_scale / count saved by the forward */
+    GK(zf_gk_classifier_bwd_saved(m->gk, dt, m->dsave, m->lnf, pp(m, m->o_wte), N, d, V, loss_scale / (float)m->count,
+                                  m->dln, g + m->o_wte));
     CK(cudaMemsetAsync(m->dres, 0, ND * m->es, m->s));
     GK(zf_gk_layernorm_bwd(m->gk, dt, m->dres, g + m->o_lnfw, g + m->o_lnfb, m->dln, ep(m, m->res3, (L - 1) * m->sD),
                            pp(m, m->o_lnfw), m->lnf_mean, m->lnf_rstd, N, d));
@@ -567,7 +655,7 @@ int zf_gpt2c_backward(zf_gpt2c *m, float loss_scale, zf_err *err)
         }
         MM(zf_linear_bwd(m->mm, m->s, dt, m->datty, g + o->attpw, dy, atty, pp(m, o->attpw), N, d, d));
         GK(zf_gk_bias_grad(m->gk, dt, g + o->attpb, dy, N, d));
-        zf_attn_desc ad = {B, T, d, NH, attn_dt(dt), pa, seed, site(l, K_ATTN), 0};
+        zf_attn_desc ad = {B, T, d, NH, attn_dt(dt), pa, seed, site(l, K_ATTN), 0, attn_mask(m, sl)};
         if (zf_attn_backward(&ad, m->dqkv, m->datty, qkv, atty, m->lse + sl * m->sLse, m->attn_ws, m->s, err)) return -1;
         MM(zf_linear_bwd(m->mm, m->s, dt, m->dln, g + o->qkvw, m->dqkv, ln1, pp(m, o->qkvw), N, d, 3 * d));
         GK(zf_gk_bias_grad(m->gk, dt, g + o->qkvb, m->dqkv, N, 3 * d));

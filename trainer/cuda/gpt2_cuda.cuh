@@ -88,6 +88,15 @@ int zf_gpt2c_get_grads(zf_gpt2c *m, float *host_grads, zf_err *err);
  * NULL disarms; zero_grads disarms too.  -1 (err) if the layout has the
  * layers' tensors interleaved. */
 int zf_gpt2c_stream_grads_next(zf_gpt2c *m, float *host_grads, zf_err *err);
+/* Pipelined parameter upload (optimizer offloaded): the NEXT forward takes
+ * its parameters from host (t->total fp32 floats, the optimizer's master,
+ * ideally pinned) range by range in the order it uses them: before each
+ * range it calls ready(ctx, end), which returns 0 once host[0, end) holds the
+ * new values (-1: failed; the forward then fails), copies that range on the
+ * copy stream and makes the compute stream wait for it (no whole-buffer
+ * barrier).  NULL disarms; set_params disarms too.  0 or -1 (err). */
+int zf_gpt2c_upload_params_next(zf_gpt2c *m, const float *host, int (*ready)(void *ctx, size_t end), void *ctx,
+                                zf_err *err);
 float *zf_gpt2c_grads_dev(zf_gpt2c *m);
 void *zf_gpt2c_params_dev(zf_gpt2c *m); /* compute copy, type zf_gpt2c_dtype() */
 cudaStream_t zf_gpt2c_stream(const zf_gpt2c *m);

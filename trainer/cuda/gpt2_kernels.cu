@@ -709,7 +709,8 @@ static __global__ void count_targets_k(int *count, const int32_t *tgt, int N)
     if (threadIdx.x == 0) *count = c;
 }
 
-/* One block per row of the chunk: loss, and dlogits if dl != NULL (pass 2).
+/* One block per row of the chunk: loss, and dlogits if dl != NULL (pass 2),
+ * scaled by loss_scale / *count.
  * lse = max + log(sum exp(x - max)) as the CPU model; the sum is gathered
  * online (rescaled when the running max grows), so the row is read twice. */
 template <typename T>
@@ -755,6 +756,63 @@ static __global__ void xent_k(float *losses, T *dl, const float *logits, int ld,
     }
 }
 
+/* The saving forward's softmax, in place: row r of X [N,ld] holds the row's
+ * logits (type T, columns >= V zero) and is overwritten with softmax - onehot
+ * (unscaled; 0 for an ignored row and in the padding, NaN for an invalid
+ * target).  One block a row, 8 elements an access (ld is a multiple of 64,
+ * rows 16-byte aligned); the second read mostly hits L2 (a few hundred rows
+ * of 100 KB in flight). */
+template <typename T>
+static __global__ void __launch_bounds__(1024) xent_inplace_k(float *losses, T *X, int ld, const int32_t *tgt, int V)
+{
+    const int r = blockIdx.x;
+    T *L = X + (size_t)r * ld;
+    const int t = tgt[r];
+    if (t == -1 || t < -1 || t >= V) {
+        const float fill = t == -1 ? 0.0f : __int_as_float(0x7fc00000);
+        if (threadIdx.x == 0) losses[r] = fill;
+        for (int j = threadIdx.x * 8; j < ld; j += blockDim.x * 8) {
+            float f[8];
+#pragma unroll
+            for (int k = 0; k < 8; k++) f[k] = j + k < V ? fill : 0.0f;
+            st8(L + j, f);
+        }
+        return;
+    }
+    float m = -INFINITY, s = 0.0f;
+    for (int j = threadIdx.x * 8; j < V; j += blockDim.x * 8) {
+        float f[8];
+        ld8(f, L + j);
+#pragma unroll
+        for (int k = 0; k < 8; k++) {
+            if (j + k >= V) break;
+            const float xj = f[k];
+            if (xj > m) {
+                s = s * expf(m - xj) + 1.0f;
+                m = xj;
+            } else {
+                s += expf(xj - m);
+            }
+        }
+    }
+    const float lt = tof(L[t]); /* read before any thread overwrites the row (barriers below) */
+    const float mx = block_reduce(m, MaxOp(), -INFINITY);
+    s = block_reduce(m > -INFINITY ? s * expf(m - mx) : 0.0f, SumOp(), 0.0f);
+    const float lse = mx + logf(s);
+    if (threadIdx.x == 0) losses[r] = lse - lt;
+    __syncthreads(); /* every thread has read L[t] */
+    for (int j = threadIdx.x * 8; j < ld; j += blockDim.x * 8) {
+        float f[8];
+        ld8(f, L + j);
+#pragma unroll
+        for (int k = 0; k < 8; k++) {
+            const int c = j + k;
+            f[k] = c < V ? expf(f[k] - lse) - (c == t ? 1.0f : 0.0f) : 0.0f;
+        }
+        st8(L + j, f);
+    }
+}
+
 static __global__ void loss_mean_k(float *mean, const float *losses, const int *count, int N)
 {
     double s = 0.0;
@@ -777,9 +835,61 @@ extern "C" int zf_gk_classifier_chunk_rows(const zf_gk *g, zf_gpu_dtype dt, int 
     return (int)R;
 }
 
+static int classifier_impl(zf_gk *g, zf_gpu_dtype dt, const void *h, const void *wte, const int32_t *targets, int N,
+                           int C, int V, float loss_scale, float *losses, float *loss_mean, int *count_out, void *dh,
+                           float *dwte, void *dsave);
+
 extern "C" int zf_gk_classifier(zf_gk *g, zf_gpu_dtype dt, const void *h, const void *wte, const int32_t *targets, int N,
                                 int C, int V, float loss_scale, float *losses, float *loss_mean, int *count_out,
                                 void *dh, float *dwte)
+{
+    return classifier_impl(g, dt, h, wte, targets, N, C, V, loss_scale, losses, loss_mean, count_out, dh, dwte, NULL);
+}
+
+extern "C" int zf_gk_classifier_fwd_save(zf_gk *g, zf_gpu_dtype dt, const void *h, const void *wte,
+                                         const int32_t *targets, int N, int C, int V, float *losses, float *loss_mean,
+                                         int *count_out, void *dsave)
+{
+    if (!dsave || (uintptr_t)dsave % 16)
+        return gk_fail(g, "gpt2_kernels: classifier_fwd_save: dsave: expected a 16-byte aligned pointer, got %p", dsave);
+    return classifier_impl(g, dt, h, wte, targets, N, C, V, 1.0f, losses, loss_mean, count_out, NULL, NULL, dsave);
+}
+
+/* wte padded with zero rows to [ld, C] at wp */
+static int pad_wte(zf_gk *g, void *wp, const void *wte, int V, int C, int ld, size_t es)
+{
+    cudaError_t ce = cudaMemcpyAsync(wp, wte, (size_t)V * C * es, cudaMemcpyDeviceToDevice, g->s);
+    if (ce == cudaSuccess && ld > V)
+        ce = cudaMemsetAsync((char *)wp + (size_t)V * C * es, 0, (size_t)(ld - V) * C * es, g->s);
+    if (ce != cudaSuccess) return gk_fail(g, "gpt2_kernels: classifier: padded wte: %s", cudaGetErrorString(ce));
+    return 0;
+}
+
+extern "C" int zf_gk_classifier_bwd_saved(zf_gk *g, zf_gpu_dtype dt, const void *dsave, const void *h, const void *wte,
+                                          int N, int C, int V, float alpha, void *dh, float *dwte)
+{
+    if (N < 1 || C < 1 || V < 1)
+        return gk_fail(g, "gpt2_kernels: classifier_bwd_saved: N, C, V: expected >= 1, got %d %d %d", N, C, V);
+    if (!dsave || !h || !wte || !dh || !dwte) return gk_fail(g, "gpt2_kernels: classifier_bwd_saved: NULL pointer");
+    if (!g->mm) return gk_fail(g, "gpt2_kernels: classifier_bwd_saved: the context has no zf_matmul");
+    const size_t es = zf_gpu_dtype_size(dt);
+    if (!es) return gk_fail(g, "gpt2_kernels: classifier_bwd_saved: dt: expected a zf_gpu_dtype, got %d", (int)dt);
+    const int ld = vocab_ld(V);
+    void *wp = gk_scratch(g, (size_t)ld * C * es);
+    if (!wp || pad_wte(g, wp, wte, V, C, ld, es)) return -1;
+    /* all rows at once: dh[N,C] = alpha dsave[N,ld] wte_pad[ld,C] (the padding is 0 on both sides),
+     * dwte[V,C] (fp32) += alpha dsave^T[V,N] h[N,C] */
+    if (zf_matmul(g->mm, g->s, dt, dt, N, C, ld, dsave, ld, 0, wp, C, 0, dh, C, alpha, 0.0f, ZF_MM_DEFAULT, NULL,
+                  NULL, 0) ||
+        zf_matmul(g->mm, g->s, dt, ZF_GPU_F32, V, C, N, dsave, ld, 1, h, C, 0, dwte, C, alpha, 1.0f, ZF_MM_DEFAULT,
+                  NULL, NULL, 0))
+        return gk_fail(g, "gpt2_kernels: classifier_bwd_saved: %s", zf_matmul_error(g->mm));
+    return 0;
+}
+
+static int classifier_impl(zf_gk *g, zf_gpu_dtype dt, const void *h, const void *wte, const int32_t *targets, int N,
+                           int C, int V, float loss_scale, float *losses, float *loss_mean, int *count_out, void *dh,
+                           float *dwte, void *dsave)
 {
     if (N < 1 || C < 1 || V < 1)
         return gk_fail(g, "gpt2_kernels: classifier: N, C, V: expected >= 1, got %d %d %d", N, C, V);
@@ -788,7 +898,30 @@ extern "C" int zf_gk_classifier(zf_gk *g, zf_gpu_dtype dt, const void *h, const 
     if (!g->mm) return gk_fail(g, "gpt2_kernels: classifier: the context has no zf_matmul");
     const size_t es = zf_gpu_dtype_size(dt);
     if (!es) return gk_fail(g, "gpt2_kernels: classifier: dt: expected a zf_gpu_dtype, got %d", (int)dt);
-    const int ld = vocab_ld(V), R = zf_gk_classifier_chunk_rows(g, dt, N, V);
+    const int ld = vocab_ld(V);
+    if (dsave) { /* all rows at once: logits (type dt) straight into dsave, softmax in place */
+        void *wpad = gk_scratch(g, (size_t)ld * C * es);
+        if (!wpad || pad_wte(g, wpad, wte, V, C, ld, es)) return -1;
+        int *cnt = (int *)g->misc;
+        count_targets_k<<<1, 1024, 0, g->s>>>(cnt, targets, N);
+        if (gk_launched(g, "classifier (count)")) return -1;
+        if (zf_matmul(g->mm, g->s, dt, dt, N, ld, C, h, C, 0, wpad, C, 1, dsave, ld, 1.0f, 0.0f, ZF_MM_DEFAULT, NULL,
+                      NULL, 0))
+            return gk_fail(g, "gpt2_kernels: classifier: %s", zf_matmul_error(g->mm));
+        GK_DISPATCH(g, dt, "classifier",
+                    xent_inplace_k<T><<<N, 1024, 0, g->s>>>(losses, (T *)dsave, ld, targets, V));
+        if (gk_launched(g, "classifier (softmax)")) return -1;
+        if (loss_mean) {
+            loss_mean_k<<<1, 1024, 0, g->s>>>(loss_mean, losses, cnt, N);
+            if (gk_launched(g, "classifier (mean)")) return -1;
+        }
+        if (count_out) {
+            cudaError_t e = cudaMemcpyAsync(count_out, cnt, sizeof(int), cudaMemcpyDeviceToDevice, g->s);
+            if (e != cudaSuccess) return gk_fail(g, "gpt2_kernels: classifier: count copy: %s", cudaGetErrorString(e));
+        }
+        return 0;
+    }
+    const int R = zf_gk_classifier_chunk_rows(g, dt, N, V);
     const size_t lbytes = align256((size_t)R * ld * sizeof(float)), dbytes = dh ? align256((size_t)R * ld * es) : 0;
     char *s = (char *)gk_scratch(g, lbytes + dbytes + (size_t)ld * C * es);
     if (!s) return -1;
@@ -796,9 +929,7 @@ extern "C" int zf_gk_classifier(zf_gk *g, zf_gpu_dtype dt, const void *h, const 
     void *dl = dh ? (void *)(s + lbytes) : NULL;
     /* wte padded with zero rows to [ld, C] */
     char *wp = s + lbytes + dbytes;
-    cudaError_t ce = cudaMemcpyAsync(wp, wte, (size_t)V * C * es, cudaMemcpyDeviceToDevice, g->s);
-    if (ce == cudaSuccess && ld > V) ce = cudaMemsetAsync(wp + (size_t)V * C * es, 0, (size_t)(ld - V) * C * es, g->s);
-    if (ce != cudaSuccess) return gk_fail(g, "gpt2_kernels: classifier: padded wte: %s", cudaGetErrorString(ce));
+    if (pad_wte(g, wp, wte, V, C, ld, es)) return -1;
     int *count = (int *)g->misc;
     count_targets_k<<<1, 1024, 0, g->s>>>(count, targets, N);
     if (gk_launched(g, "classifier (count)")) return -1;

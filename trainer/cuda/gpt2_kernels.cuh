@@ -119,6 +119,23 @@ int zf_gk_bias_grad(zf_gk *g, zf_gpu_dtype dt, float *db, const void *dy, int N,
  * in scratch, Vp*C elements, besides the chunk buffers). */
 int zf_gk_classifier(zf_gk *g, zf_gpu_dtype dt, const void *h, const void *wte, const int32_t *targets, int N, int C,
                      int V, float loss_scale, float *losses, float *loss_mean, int *count_out, void *dh, float *dwte);
+/* The same forward keeping its gradient for the backward, so that the
+ * backward needs no second pass over the logits: as zf_gk_classifier without
+ * dh, and dsave[N,Vp] (type dt, Vp = roundup(V, 64)) = softmax - onehot,
+ * unscaled (0 for ignored rows and in the padding columns; dsave 16-byte
+ * aligned).  Unlike
+ * zf_gk_classifier, no chunks and no fp32 logits: one product writes the
+ * logits of all rows in type dt into dsave and the softmax runs in place
+ * (6 bytes of traffic per bf16 logit instead of 14).  So in bf16/fp16 the
+ * loss comes from logits rounded to dt, as in PyTorch's autocast (the
+ * softmax itself is fp32); fp32 is unchanged. */
+int zf_gk_classifier_fwd_save(zf_gk *g, zf_gpu_dtype dt, const void *h, const void *wte, const int32_t *targets, int N,
+                              int C, int V, float *losses, float *loss_mean, int *count_out, void *dsave);
+/* Its backward: dh[N,C] = alpha dsave wte (OVERWRITTEN) and dwte[V,C] (fp32)
+ * += alpha dsave^T h, one product each over all N rows; alpha = loss_scale /
+ * count (the count of non-ignored targets, which the forward returned). */
+int zf_gk_classifier_bwd_saved(zf_gk *g, zf_gpu_dtype dt, const void *dsave, const void *h, const void *wte, int N,
+                               int C, int V, float alpha, void *dh, float *dwte);
 /* Rows per chunk the classifier uses for these sizes (for tests/planning). */
 int zf_gk_classifier_chunk_rows(const zf_gk *g, zf_gpu_dtype dt, int N, int V);
 
@@ -163,9 +180,10 @@ static __device__ __forceinline__ uint64_t zf_dev_splitmix64(uint64_t *x)
 static __device__ __forceinline__ float zf_dev_hash3_uniform(uint64_t seed, uint64_t a, uint64_t b)
 {
     const uint64_t ra = a * 0x9E3779B97F4A7C15ULL;
-    uint64_t x = seed ^ ((ra << 17) | (ra >> 47)) ^ (b * 0xC2B2AE3D27D4EB4FULL);
+    uint64_t x = seed ^ ((ra << 17) | (ra >> 47)) ^ ((b >> 1) * 0xC2B2AE3D27D4EB4FULL);
     (void)zf_dev_splitmix64(&x);
-    return (float)(zf_dev_splitmix64(&x) >> 40) * 0x1.0p-24f;
+    const uint64_t h = zf_dev_splitmix64(&x); /* b and b^1 share it: two 24-bit slices */
+    return (float)((b & 1u) ? (uint32_t)h >> 8 : (uint32_t)(h >> 40)) * 0x1.0p-24f;
 }
 #endif
 

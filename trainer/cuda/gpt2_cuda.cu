@@ -640,9 +640,20 @@ int zf_gpt2c_backward(zf_gpt2c *m, float loss_scale, zf_err *err)
             GK(zf_gk_dropout_bwd(m->gk, dt, m->dtmp, m->dres, ND, pr, seed, site(l, K_MLPRES)));
             dy = m->dtmp;
         }
-        MM(zf_linear_bwd(m->mm, m->s, dt, m->dfch, g + o->fcpw, dy, fchg, pp(m, o->fcpw), N, 4 * d, d));
+        MM(zf_linear_bwd(m->mm, m->s, dt, NULL, g + o->fcpw, dy, fchg, pp(m, o->fcpw), N, 4 * d, d));
         GK(zf_gk_bias_grad(m->gk, dt, g + o->fcpb, dy, N, d));
-        GK(zf_gk_gelu_bwd(m->gk, dt, m->dfch, m->dfch, fch, (size_t)N * 4 * d));
+        /* dfch = (dy Wp^T) * gelu'(fch): the GELU backward in the product's
+         * epilogue (one pass less over the [N,4d] gradient) in bf16/fp16; in
+         * fp32 (the debug mode that matches the CPU model) and where cuBLASLt
+         * has no such algorithm (nothing enqueued then) the exact separate
+         * pass: cuBLASLt's fp32 GELU derivative is off by ~1e-5 relative */
+        if (dt == ZF_GPU_F32 ||
+            zf_matmul(m->mm, m->s, dt, dt, N, 4 * d, d, dy, d, 0, pp(m, o->fcpw), d, 1, m->dfch, 4 * d, 1.0f, 0.0f,
+                      ZF_MM_DGELU, NULL, fch, 4 * d)) {
+            MM(zf_matmul(m->mm, m->s, dt, dt, N, 4 * d, d, dy, d, 0, pp(m, o->fcpw), d, 1, m->dfch, 4 * d, 1.0f, 0.0f,
+                         ZF_MM_DEFAULT, NULL, NULL, 0));
+            GK(zf_gk_gelu_bwd(m->gk, dt, m->dfch, m->dfch, fch, (size_t)N * 4 * d));
+        }
         MM(zf_linear_bwd(m->mm, m->s, dt, m->dln, g + o->fcw, m->dfch, ln2, pp(m, o->fcw), N, d, 4 * d));
         GK(zf_gk_bias_grad(m->gk, dt, g + o->fcb, m->dfch, N, 4 * d));
         GK(zf_gk_layernorm_bwd(m->gk, dt, m->dres, g + o->ln2w, g + o->ln2b, m->dln, res2, pp(m, o->ln2w), m2, r2, N,

@@ -171,10 +171,11 @@ static mm_plan *plan_get(zf_matmul_ctx *h, const mm_key *k)
     case ZF_MM_BIAS: epi = CUBLASLT_EPILOGUE_BIAS; break;
     case ZF_MM_GELU_BIAS: epi = CUBLASLT_EPILOGUE_GELU_AUX_BIAS; break;
     case ZF_MM_BGRAD_B: epi = CUBLASLT_EPILOGUE_BGRADA; break;
+    case ZF_MM_DGELU: epi = CUBLASLT_EPILOGUE_DGELU; break;
     default: epi = CUBLASLT_EPILOGUE_DEFAULT; break;
     }
     LT_TRY(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi), "EPILOGUE");
-    if (k->ep == ZF_MM_GELU_BIAS) {
+    if (k->ep == ZF_MM_GELU_BIAS || k->ep == ZF_MM_DGELU) {
         int64_t ldaux = k->ldaux;
         LT_TRY(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD, &ldaux, sizeof ldaux),
                "EPILOGUE_AUX_LD");
@@ -207,10 +208,10 @@ static mm_plan *plan_get(zf_matmul_ctx *h, const mm_key *k)
         /* the heuristics read the epilogue pointers' alignment from the
          * descriptor: give them addresses of the cached alignment */
         void *bp = (void *)(uintptr_t)k->al_bias, *xp = (void *)(uintptr_t)k->al_aux;
-        if (k->ep != ZF_MM_DEFAULT)
+        if (k->ep != ZF_MM_DEFAULT && k->ep != ZF_MM_DGELU)
             LT_TRY(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bp, sizeof bp),
                    "BIAS_POINTER");
-        if (k->ep == ZF_MM_GELU_BIAS)
+        if (k->ep == ZF_MM_GELU_BIAS || k->ep == ZF_MM_DGELU)
             LT_TRY(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &xp, sizeof xp),
                    "EPILOGUE_AUX_POINTER");
     }
@@ -260,10 +261,11 @@ extern "C" int zf_matmul(zf_matmul_ctx *h, cudaStream_t stream, zf_gpu_dtype ab,
     if (lda < (trans_a ? M : K)) return mm_fail(h, "matmul: lda: expected >= %d, got %d", trans_a ? M : K, lda);
     if (ldb < (trans_b ? K : N)) return mm_fail(h, "matmul: ldb: expected >= %d, got %d", trans_b ? K : N, ldb);
     if (ldd < N) return mm_fail(h, "matmul: ldd: expected >= %d, got %d", N, ldd);
-    if ((int)ep < ZF_MM_DEFAULT || (int)ep > ZF_MM_BGRAD_B)
+    if ((int)ep < ZF_MM_DEFAULT || (int)ep > ZF_MM_DGELU)
         return mm_fail(h, "matmul: ep: expected a zf_mm_epilogue, got %d", (int)ep);
-    if (ep != ZF_MM_DEFAULT && !bias) return mm_fail(h, "matmul: bias: expected a device pointer, got NULL");
-    if (ep == ZF_MM_GELU_BIAS && (!aux || ldaux < N || ldaux % 8))
+    const int has_bias = ep != ZF_MM_DEFAULT && ep != ZF_MM_DGELU, has_aux = ep == ZF_MM_GELU_BIAS || ep == ZF_MM_DGELU;
+    if (has_bias && !bias) return mm_fail(h, "matmul: bias: expected a device pointer, got NULL");
+    if (has_aux && (!aux || ldaux < N || ldaux % 8))
         return mm_fail(h, "matmul: aux/ldaux: expected a pointer and ldaux >= %d, multiple of 8, got %d", N, ldaux);
     mm_key k;
     memset(&k, 0, sizeof k);
@@ -278,19 +280,19 @@ extern "C" int zf_matmul(zf_matmul_ctx *h, cudaStream_t stream, zf_gpu_dtype ab,
     k.ldb = ldb;
     k.ldd = ldd;
     k.ep = ep;
-    k.ldaux = ep == ZF_MM_GELU_BIAS ? ldaux : 0;
+    k.ldaux = has_aux ? ldaux : 0;
     k.al_a = ptr_align(A);
     k.al_b = ptr_align(B);
     k.al_d = ptr_align(D);
-    k.al_bias = ep != ZF_MM_DEFAULT ? ptr_align(bias) : 0;
-    k.al_aux = ep == ZF_MM_GELU_BIAS ? ptr_align(aux) : 0;
+    k.al_bias = has_bias ? ptr_align(bias) : 0;
+    k.al_aux = has_aux ? ptr_align(aux) : 0;
     mm_plan *p = plan_get(h, &k);
     if (!p) return -1;
-    if (ep != ZF_MM_DEFAULT) {
+    if (has_bias) {
         cublasStatus_t st = cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias);
         if (st != CUBLAS_STATUS_SUCCESS) return mm_fail(h, "matmul: BIAS_POINTER: cuBLAS status %d", (int)st);
     }
-    if (ep == ZF_MM_GELU_BIAS) {
+    if (has_aux) {
         cublasStatus_t st =
             cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &aux, sizeof aux);
         if (st != CUBLAS_STATUS_SUCCESS) return mm_fail(h, "matmul: EPILOGUE_AUX_POINTER: cuBLAS status %d", (int)st);

@@ -44,7 +44,9 @@ typedef enum zf_mm_epilogue {
     ZF_MM_DEFAULT = 0,   /* D = alpha op(A) op(B) + beta D */
     ZF_MM_BIAS = 1,      /* ... + bias[j] on every row (bias: N elements) */
     ZF_MM_GELU_BIAS = 2, /* aux = alpha op(A)op(B) + beta D + bias; D = gelu(aux), cuBLASLt's GELU */
-    ZF_MM_BGRAD_B = 3    /* as DEFAULT, and bias[j] = sum_k op(B)[k,j] (WRITTEN, not added; N elements) */
+    ZF_MM_BGRAD_B = 3,   /* as DEFAULT, and bias[j] = sum_k op(B)[k,j] (WRITTEN, not added; N elements) */
+    ZF_MM_DGELU = 4      /* D = gelu'(aux) * alpha op(A)op(B) (used with beta 0), aux [M,N] the GELU's
+                          * input, type of D (cuBLASLt's tanh-form derivative); bias unused (NULL) */
 } zf_mm_epilogue;
 
 /* workspace_bytes 0: 32 MiB (what cuBLASLt suggests for Hopper).  NULL on
@@ -63,6 +65,8 @@ int zf_matmul_cached_plans(const zf_matmul_ctx *h);
  * which is ab or ZF_GPU_F32 (fp32 D: accumulate into fp32 gradients with
  * beta = 1).  ldd >= N.  bias/aux/ldaux as the epilogue needs (else NULL/0);
  * ldaux >= N and a multiple of 8.  beta = 0 never reads D (NaN in D is fine).
+ * A shape/epilogue cuBLASLt has no algorithm for fails before anything is
+ * enqueued (the caller may fall back to an unfused product).
  * Returns 0, or -1 (reason in zf_matmul_error) on invalid arguments, an
  * unsupported combination or a cuBLASLt error. */
 int zf_matmul(zf_matmul_ctx *h, cudaStream_t stream, zf_gpu_dtype ab, zf_gpu_dtype d_type, int M, int N, int K, const void *A,

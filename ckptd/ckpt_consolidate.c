@@ -12,6 +12,7 @@
 
 #include "ckpt.h"
 #include "model_source.h"
+#include "paths.h"
 #include "safetensors.h"
 
 static int by_offset(const void *a, const void *b)
@@ -147,11 +148,7 @@ int zf_ckpt_write_safetensors(const char *path, const zf_param_table *t, const f
     if (snprintf(tmp, sizeof tmp, "%s.tmp-%ld", path, (long)getpid()) >= (int)sizeof tmp)
         return zf_err_set(err, "%s: path too long", path);
     char parent[1100];
-    snprintf(parent, sizeof parent, "%s", path);
-    char *slash = strrchr(parent, '/');
-    if (!slash) snprintf(parent, sizeof parent, ".");
-    else if (slash == parent) parent[1] = 0;
-    else *slash = 0;
+    zf_path_parent(path, parent, sizeof parent);
     struct stat st;
     if (stat(parent, &st) != 0 || !S_ISDIR(st.st_mode))
         return zf_err_set(err, "%s: parent directory %s does not exist", path, parent);

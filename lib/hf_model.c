@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "paths.h"
 #include "safetensors.h"
 
 static int is_dir(const char *p) { struct stat st; return stat(p, &st) == 0 && S_ISDIR(st.st_mode); }
@@ -229,11 +230,7 @@ int zf_hf_save(const char *out_dir, const zf_gpt2_config *cfg, const zf_param_ta
     if (L + 32 >= sizeof dir) return zf_err_set(err, "%s: path too long", out_dir);
     memcpy(dir, out_dir, L);
     dir[L] = 0;
-    snprintf(parent, sizeof parent, "%s", dir);
-    char *slash = strrchr(parent, '/');
-    if (slash == parent) parent[1] = 0;
-    else if (slash) *slash = 0;
-    else snprintf(parent, sizeof parent, ".");
+    zf_path_parent(dir, parent, sizeof parent);
     if (!is_dir(parent)) return zf_err_set(err, "%s: parent directory %s does not exist", dir, parent);
     if (is_dir(dir)) {
         char c[PATH_MAX];

@@ -34,3 +34,12 @@ void zf_cache_dir(char *out, size_t n)
     else if (xdg && *xdg) snprintf(out, n, "%s/zeroflow", xdg);
     else snprintf(out, n, "%s/.cache/zeroflow", home && *home ? home : "/tmp");
 }
+
+void zf_path_parent(const char *path, char *out, size_t n)
+{
+    snprintf(out, n, "%s", path);
+    char *slash = strrchr(out, '/');
+    if (!slash) snprintf(out, n, ".");
+    else if (slash == out) out[1] = 0;
+    else *slash = 0;
+}

@@ -128,13 +128,21 @@ double zf_shard_opt_lr(const zf_shard_opt *o, long step)
     return o->have_sched ? zf_lr_at(&o->sched, step) : o->h.lr;
 }
 
-double zf_shard_opt_step(zf_shard_opt *o, const float *g, long step, float grad_scale)
+/* The AdamW coefficients of `step` without (c[0]) and with (c[1]) weight
+ * decay; returns the lr they use. */
+static double step_coefs(const zf_shard_opt *o, long step, zf_adamw_coefs c[2])
 {
     zf_adamw_hparams h = o->h;
     h.lr = zf_shard_opt_lr(o, step);
-    zf_adamw_coefs c[2];
     zf_adamw_coefs_init(&c[0], &h, step, 0);
     zf_adamw_coefs_init(&c[1], &h, step, 1);
+    return h.lr;
+}
+
+double zf_shard_opt_step(zf_shard_opt *o, const float *g, long step, float grad_scale)
+{
+    zf_adamw_coefs c[2];
+    const double lr = step_coefs(o, step, c);
     const shard_item *items = o->items;
     float *p = o->master, *m = o->m, *v = o->v;
     long n = (long)o->nitems;
@@ -143,17 +151,14 @@ double zf_shard_opt_step(zf_shard_opt *o, const float *g, long step, float grad_
         size_t off = items[k].off;
         zf_adamw_kernel(p + off, g + off, m + off, v + off, items[k].len, &c[items[k].decay], grad_scale);
     }
-    return h.lr;
+    return lr;
 }
 
 double zf_shard_opt_step_chunked(zf_shard_opt *o, const float *g, long step, float grad_scale, size_t chunk,
                                  void (*done)(void *ctx, size_t upto), void *ctx)
 {
-    zf_adamw_hparams h = o->h;
-    h.lr = zf_shard_opt_lr(o, step);
     zf_adamw_coefs c[2];
-    zf_adamw_coefs_init(&c[0], &h, step, 0);
-    zf_adamw_coefs_init(&c[1], &h, step, 1);
+    const double lr = step_coefs(o, step, c);
     const shard_item *items = o->items;
     float *p = o->master, *m = o->m, *v = o->v;
     const long n = (long)o->nitems;
@@ -188,7 +193,7 @@ double zf_shard_opt_step_chunked(zf_shard_opt *o, const float *g, long step, flo
     omp_destroy_lock(&lk);
     free(fin);
     if (done) done(ctx, o->shard_numel); /* every item finished (the loop's barrier) */
-    return h.lr;
+    return lr;
 }
 
 void zf_shard_opt_free(zf_shard_opt *o)

@@ -30,11 +30,7 @@ static struct {
 static int fsync_parent(const char *path, zf_err *err)
 {
     char dir[ZF_OPT_STR_MAX + 8];
-    snprintf(dir, sizeof dir, "%s", path);
-    char *slash = strrchr(dir, '/');
-    if (!slash) snprintf(dir, sizeof dir, ".");
-    else if (slash == dir) dir[1] = 0;
-    else *slash = 0;
+    zf_path_parent(path, dir, sizeof dir);
     int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0) return zf_err_set(err, "%s: cannot open the directory to fsync it: %s", dir, strerror(errno));
     int rc = fsync(fd);

@@ -24,11 +24,7 @@ static int check_record_path(const char *path, zf_err *err)
     if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
         return zf_err_set(err, "--record %s: expected a file name, got a directory", path);
     char dir[1100];
-    snprintf(dir, sizeof dir, "%s", path);
-    char *slash = strrchr(dir, '/');
-    if (!slash) snprintf(dir, sizeof dir, ".");
-    else if (slash == dir) dir[1] = 0;
-    else *slash = 0;
+    zf_path_parent(path, dir, sizeof dir);
     if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
         return zf_err_set(err, "--record %s: directory %s: expected an existing directory", path, dir);
     if (access(dir, W_OK) != 0)

@@ -179,6 +179,18 @@ static int offload_ready(void *ctx, size_t end)
     return 0;
 }
 
+/* offloadd's description of this rank's optimizer segments (opt_state);
+ * set_step >= 0 also tells it the applied step count its segments hold. */
+static zf_msg *opt_state(trainer *t, long set_step)
+{
+    zf_msg *m = zf_msg_new("opt_state_req"), *r = NULL;
+    zf_msg_set_int(m, "rank", t->rank);
+    if (set_step >= 0) zf_msg_set_int(m, "step", set_step);
+    req_or_die(t, t->offload, m, &r);
+    zf_msg_free(m);
+    return r;
+}
+
 /* Pipelined offload possible: one rank, optimizer on the CPU, a backend that
  * uploads per range, offloadd's shard = the whole fp32 buffer.
  * ZF_OFFLOAD_PIPELINE=0 keeps the plain exchange (for comparisons). */
@@ -189,10 +201,7 @@ static void pipe_setup(trainer *t)
     if ((env && strcmp(env, "0") == 0) || !be->upload_params_next || be->optimizer_step || t->world != 1 ||
         t->params.hdr->dtype != ZF_DTYPE_F32 || strcmp(t->cfg.zero_offload_optimizer_device, "cpu") != 0)
         return;
-    zf_msg *m = zf_msg_new("opt_state_req"), *r = NULL;
-    zf_msg_set_int(m, "rank", t->rank);
-    req_or_die(t, t->offload, m, &r);
-    zf_msg_free(m);
+    zf_msg *r = opt_state(t, -1);
     zf_err err;
     size_t n = t->src.table.total;
     int whole = zf_msg_int(r, "shard_offset") == 0 && (size_t)zf_msg_int(r, "shard_numel") == n &&
@@ -242,12 +251,7 @@ static void host_params_current(trainer *t, int with_opt)
     if (with_opt) {
         /* offloadd's segments now hold the device state: its step count too
          * (a checkpoint's optimizer.step; a resume with the optimizer offloaded) */
-        zf_msg *m = zf_msg_new("opt_state_req"), *r = NULL;
-        zf_msg_set_int(m, "rank", t->rank);
-        zf_msg_set_int(m, "step", t->applied);
-        req_or_die(t, t->offload, m, &r);
-        zf_msg_free(m);
-        zf_msg_free(r);
+        zf_msg_free(opt_state(t, t->applied));
     }
 }
 
@@ -255,10 +259,7 @@ static void host_params_current(trainer *t, int with_opt)
  * resumed state); 0 when this rank's shard is not the whole buffer. */
 static int attach_opt_state(trainer *t)
 {
-    zf_msg *m = zf_msg_new("opt_state_req"), *r = NULL;
-    zf_msg_set_int(m, "rank", t->rank);
-    req_or_die(t, t->offload, m, &r);
-    zf_msg_free(m);
+    zf_msg *r = opt_state(t, -1);
     zf_err err;
     size_t n = t->src.table.total;
     int whole = zf_msg_int(r, "shard_offset") == 0 && (size_t)zf_msg_int(r, "shard_numel") == n;
@@ -600,10 +601,7 @@ static void create_segments(trainer *t)
  * as allocated (zero_rank.h), next to ZeRO's accounting. */
 static void report_memory(trainer *t)
 {
-    zf_msg *m = zf_msg_new("opt_state_req"), *r = NULL;
-    zf_msg_set_int(m, "rank", t->rank);
-    req_or_die(t, t->offload, m, &r);
-    zf_msg_free(m);
+    zf_msg *r = opt_state(t, -1);
     zf_err err;
     uint64_t opt_bytes = 0;
     char line[512];

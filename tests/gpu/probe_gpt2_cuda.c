@@ -99,16 +99,25 @@ static int cmd_fwdbwd(int argc, char **argv)
     return 0;
 }
 
+/* --config PRESET.json [--vocab N]: the preset's config, its parameter
+ * table and freshly initialised parameters (seed 1). */
+static float *preset_model(int argc, char **argv, zf_gpt2_config *cfg, zf_param_table *t)
+{
+    zf_err err;
+    if (zf_gpt2_preset_load(need(argc, argv, "--config"), atoi(opt(argc, argv, "--vocab", "0")), cfg, &err))
+        zf_die("%s", err.msg);
+    zf_gpt2_param_table(cfg, t);
+    float *p = zf_params_alloc(t);
+    zf_gpt2_init_params(cfg, t, p, 1);
+    return p;
+}
+
 static int cmd_bench(int argc, char **argv)
 {
     zf_gpt2_config cfg;
     zf_err err;
-    if (zf_gpt2_preset_load(need(argc, argv, "--config"), atoi(opt(argc, argv, "--vocab", "0")), &cfg, &err))
-        zf_die("%s", err.msg);
     zf_param_table t;
-    zf_gpt2_param_table(&cfg, &t);
-    float *p = zf_params_alloc(&t);
-    zf_gpt2_init_params(&cfg, &t, p, 1);
+    float *p = preset_model(argc, argv, &cfg, &t);
     const int B = atoi(need(argc, argv, "--B")), T = atoi(need(argc, argv, "--T"));
     const int steps = atoi(opt(argc, argv, "--steps", "10")), train = flag(argc, argv, "--train");
     const zf_gpu_dtype dt = parse_dtype(opt(argc, argv, "--dtype", "bf16"));
@@ -171,12 +180,8 @@ static int cmd_ckptcmp(int argc, char **argv)
 {
     zf_gpt2_config cfg;
     zf_err err;
-    if (zf_gpt2_preset_load(need(argc, argv, "--config"), atoi(opt(argc, argv, "--vocab", "0")), &cfg, &err))
-        zf_die("%s", err.msg);
     zf_param_table t;
-    zf_gpt2_param_table(&cfg, &t);
-    float *p = zf_params_alloc(&t), *ga = zf_params_alloc(&t), *gb = zf_params_alloc(&t);
-    zf_gpt2_init_params(&cfg, &t, p, 1);
+    float *p = preset_model(argc, argv, &cfg, &t), *ga = zf_params_alloc(&t), *gb = zf_params_alloc(&t);
     const int B = atoi(need(argc, argv, "--B")), T = atoi(need(argc, argv, "--T"));
     const zf_gpu_dtype dt = parse_dtype(opt(argc, argv, "--dtype", "bf16"));
     int32_t *tok = zf_xmalloc((size_t)B * T * sizeof *tok), *tgt = zf_xmalloc((size_t)B * T * sizeof *tgt);

@@ -130,6 +130,7 @@ rank_pids() {
 
 cleanup() {
   local pid ranks
+  trap '' INT TERM   # a signal now would end the shell before the cleanup is done
   ranks=$(rank_pids)
   for pid in "${!NAME_OF[@]}" $ranks; do kill -TERM "$pid" 2>/dev/null; done
   local deadline=$((SECONDS + 5))
@@ -146,6 +147,9 @@ trap cleanup EXIT
 
 on_signal() {
   local sig=$1
+  # a second Ctrl-C / SIGTERM does not wait for the checkpoint: every
+  # process gets SIGTERM, then SIGKILL after 5 s (the EXIT trap)
+  [ $STOPPING = 1 ] && { say "second signal: stopping every process now"; exit "$STATUS"; }
   STOPPING=1; STATUS=$((128 + sig))
   if [ -n "${PID_OF[trainer]:-}" ] && [ "$WORLD" -gt 1 ]; then
     say "signal received: stopping the $WORLD ranks (each checkpoints its partition first when --save_checkpoint is on)"

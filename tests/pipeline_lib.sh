@@ -37,6 +37,24 @@ wait_for_steps() {
   return 1
 }
 
+# wait_bounded PID LIMIT OUT: wait for a background pipeline and return its
+# exit code; one still running after LIMIT seconds has hung: the last lines of
+# its logs are shown, it gets a second SIGTERM (which stops everything) and
+# the test fails instead of waiting for the suite's timeout
+wait_bounded() {
+  local pid=$1 limit=$2 out=$3 start=$SECONDS
+  while kill -0 "$pid" 2>/dev/null; do
+    if [ $((SECONDS - start)) -ge "$limit" ]; then
+      tail -n 8 "$out/stdout" "$out"/logs/*.log >&2 2>/dev/null
+      kill -TERM "$pid" 2>/dev/null; sleep 0.5; kill -TERM "$pid" 2>/dev/null
+      wait "$pid"
+      fail "the run had not stopped ${limit}s after the signal"
+    fi
+    sleep 0.1
+  done
+  wait "$pid"
+}
+
 # assert_clean RUN_ID: no process and no shared memory of that run remain
 assert_clean() {
   local run=$1

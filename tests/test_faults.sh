@@ -2,7 +2,8 @@
 # Fault tolerance of the supervisor: for each daemon kind, kill -9 during
 # training makes the run exit non-zero within 10 s naming that daemon, with
 # no orphan process and no shared memory left; SIGTERM with checkpointing on
-# leaves a loadable checkpoint and a clean stop.
+# leaves a loadable checkpoint and a clean stop; a second SIGTERM stops every
+# process at once even when a daemon hangs (ckptd under SIGSTOP).
 source "$(dirname "$0")/pipeline_lib.sh"
 
 start_run() { # start_run OUT [flags]: background pipeline; sets PIPE_PID
@@ -23,7 +24,7 @@ for victim in tokenizerd tokenizer-worker-1 loaderd offloadd ckptd trainer; do
   [ -n "$pid" ] || fail "no pid for $victim"
   kill -9 "$pid"
   t0=$SECONDS
-  wait $PIPE_PID
+  wait_bounded $PIPE_PID 60 "$out"
   rc=$?
   took=$((SECONDS - t0))
   [ $rc != 0 ] || fail "$victim killed but the run exited 0"
@@ -40,11 +41,28 @@ note "SIGTERM with --save_checkpoint"
 start_run "$out" --save_checkpoint
 run=$(run_id_of "$out")
 kill -TERM $PIPE_PID
-wait $PIPE_PID
+wait_bounded $PIPE_PID 120 "$out"
 rc=$?
 cat "$out/stdout" >&2
 [ $rc = 143 ] || fail "SIGTERM: expected exit 143, got $rc"
 [ -f "$out/checkpoints/latest" ] || fail "SIGTERM: no checkpoint written"
 "$ROOT/scripts/generate.sh" "$out" --prompt_ids "1 2 3" --max_new_tokens 4 --print_ids >/dev/null || fail "SIGTERM checkpoint does not load"
+assert_clean "$run"
+
+out=$(new_out)
+note "a second SIGTERM stops every process, here with ckptd hung (SIGSTOP)"
+start_run "$out" --save_checkpoint
+run=$(run_id_of "$out")
+kill -STOP "$(cat "$(run_dir_of "$out")/ckptd.ready")"
+kill -TERM $PIPE_PID
+sleep 2
+kill -0 $PIPE_PID 2>/dev/null || { cat "$out/stdout" >&2; fail "the run ended with ckptd stopped: the test's premise is wrong"; }
+kill -TERM $PIPE_PID
+t0=$SECONDS
+wait_bounded $PIPE_PID 30 "$out"
+rc=$?
+[ $rc = 143 ] || { cat "$out/stdout" >&2; fail "two SIGTERMs: expected exit 143, got $rc"; }
+grep -q "second signal" "$out/stdout" || { cat "$out/stdout" >&2; fail "two SIGTERMs: the second was not acknowledged"; }
+[ $((SECONDS - t0)) -le 10 ] || fail "two SIGTERMs: stopping took $((SECONDS - t0))s (max 10)"
 assert_clean "$run"
 echo "faults ok"

@@ -21,7 +21,7 @@ start_run() { # start_run OUT WORLD [flags]: background pipeline; sets PIPE_PID
 # stops OUT RC_EXPECTED NAME: the run ends within 10 s, naming NAME
 stops() {
   local out=$1 name=$2 t0=$SECONDS rc
-  wait $PIPE_PID
+  wait_bounded $PIPE_PID 60 "$out"
   rc=$?
   local took=$((SECONDS - t0))
   [ $rc != 0 ] || fail "$name killed but the run exited 0"
@@ -51,7 +51,7 @@ note "3 ranks, SIGTERM with --save_checkpoint"
 start_run "$out" 3 --save_checkpoint
 run=$(run_id_of "$out")
 kill -TERM $PIPE_PID
-wait $PIPE_PID
+wait_bounded $PIPE_PID 120 "$out"
 rc=$?
 [ $rc = 143 ] || { cat "$out/stdout" >&2; fail "SIGTERM: expected exit 143, got $rc"; }
 grep -q "stopping the 3 ranks" "$out/stdout" || fail "SIGTERM: the supervisor did not stop the ranks"

@@ -897,7 +897,11 @@ int zf_train_main(const zf_options *o, zf_backend_factory gpu)
     zf_progress_init(&t.progress, t.total_steps, o->log_every);
     double start = zf_now(), avg_step = 0;
     long first_step = t.step;
-    while (t.step < t.total_steps && !zf_stop_signal) {
+    /* The stop decision: with N ranks only the agreed value counts, since a
+     * signal can reach one rank after the others have voted and a rank that
+     * left the loop on its own would leave the rest waiting in a collective. */
+    int stop = 0;
+    while (t.step < t.total_steps && !stop) {
         double t0 = zf_now();
         t.data_wait = 0;
         double lr = 0;
@@ -932,13 +936,12 @@ int zf_train_main(const zf_options *o, zf_backend_factory gpu)
             save_checkpoint(&t, 0);
         serve_control(&t);
         /* SIGINT/SIGTERM is honoured here, between steps, by every rank at once */
-        if (t.world > 1 && zf_zero_rank_agree_stop(&t.comm, zf_stop_signal != 0) && !zf_stop_signal)
-            zf_stop_signal = SIGTERM;
+        stop = t.world > 1 ? zf_zero_rank_agree_stop(&t.comm, zf_stop_signal != 0) : zf_stop_signal != 0;
     }
     zf_progress_finish(&t.progress);
     double elapsed = zf_now() - start;
-    if (zf_stop_signal) {
-        zf_info("stop requested (signal %d) after step %ld", (int)zf_stop_signal, t.step);
+    if (stop) {
+        zf_info("stop requested (signal %d) after step %ld", zf_stop_signal ? (int)zf_stop_signal : SIGTERM, t.step);
         if (o->save_checkpoint) {
             save_checkpoint(&t, 1);
             wait_checkpoints(&t);

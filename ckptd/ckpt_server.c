@@ -26,13 +26,30 @@ typedef struct blob {
     size_t numel;
 } blob;
 
+/* One checkpoint asked for.  On one node the job holds every rank's
+ * partition.  Across nodes (the ranks of a node are consecutive), each
+ * node's ckptd snapshots its own ranks: a node other than rank 0's writes
+ * them as a "part" under OUTPUT_DIR/ckpt-parts/node-<first rank> (itself an
+ * atomic checkpoint directory); rank 0's ckptd waits for every other node's
+ * part of the step, adds its partitions and only then commits, so `latest`
+ * never names a checkpoint with a partition missing. */
 typedef struct job {
     long step;
-    char *meta;          /* JSON object text, completed by the writer */
-    blob *blobs;
-    int nblobs;
+    json_t *meta;        /* the trainer's meta data; optimizer.shards added */
+    blob *blobs;         /* optim-r<R>-{master,adam_m,adam_v} */
+    int nblobs, cap;
+    zf_ckpt_shard *shards; /* the masters, for placing the model */
+    int nshards;
+    int part_of;         /* > 0: this node's part, its first rank */
+    int *remote;         /* rank 0's node: the first ranks of the other nodes */
+    int nremote;
+    size_t numel;        /* the model's parameters */
+    long opt_step;
     struct job *next;
 } job;
+
+#define PART_KEEP 2           /* parts kept per node: one spare while rank 0's node reads the last */
+#define PART_WAIT_S 600.0     /* how long rank 0's ckptd waits for another node's part */
 
 typedef struct ckpt_server {
     zf_daemon d;
@@ -59,8 +76,102 @@ static void free_job(job *j)
 {
     for (int i = 0; i < j->nblobs; i++) free(j->blobs[i].data);
     free(j->blobs);
-    free(j->meta);
+    free(j->shards);
+    free(j->remote);
+    json_decref(j->meta);
     free(j);
+}
+
+static blob *new_blob(job *j)
+{
+    if (j->nblobs == j->cap) {
+        j->cap = j->cap ? 2 * j->cap : 8;
+        j->blobs = zf_xrealloc(j->blobs, (size_t)j->cap * sizeof *j->blobs);
+    }
+    blob *b = &j->blobs[j->nblobs++];
+    memset(b, 0, sizeof *b);
+    return b;
+}
+
+static void add_shard(job *j, int rank, size_t offset, size_t numel, const float *master)
+{
+    j->shards = zf_xrealloc(j->shards, (size_t)(j->nshards + 1) * sizeof *j->shards);
+    j->shards[j->nshards++] = (zf_ckpt_shard){ rank, offset, numel, master };
+}
+
+static json_t *meta_shards(job *j)
+{
+    json_t *opt = json_object_get(j->meta, "optimizer");
+    return json_object_get(opt, "shards");
+}
+
+static int parts_root(const zf_options *o, int first_rank, char *out, size_t n, zf_err *err)
+{
+    if ((size_t)snprintf(out, n, "%s/ckpt-parts/node-%d", o->output_dir, first_rank) >= n)
+        return zf_err_set(err, "--output_dir: '%s' is too long", o->output_dir);
+    return 0;
+}
+
+/* Rank 0's node: wait for the part of another node (first rank `first`) and
+ * take its partitions into the job. */
+static int take_part(ckpt_server *s, job *j, int first, zf_err *err)
+{
+    char root[1100], dir[1300];
+    if (parts_root(s->o, first, root, sizeof root, err) != 0) return -1;
+    snprintf(dir, sizeof dir, "%s/checkpoints/step_%08ld", root, j->step);
+    char meta_path[1400];
+    snprintf(meta_path, sizeof meta_path, "%s/meta.json", dir);
+    double t0 = zf_now();
+    while (access(meta_path, R_OK) != 0) { /* meta.json is the part's last file: its commit */
+        if (zf_now() - t0 > PART_WAIT_S)
+            return zf_err_set(err, "%s: the node of rank %d did not write its part of step %ld within %.0f s", dir, first,
+                              j->step, PART_WAIT_S);
+        usleep(50000);
+    }
+    char *text = NULL;
+    if (zf_ckpt_read_meta(dir, &text, err) != 0) return -1;
+    json_error_t je;
+    json_t *pm = json_loads(text, 0, &je);
+    free(text);
+    json_t *list = json_object_get(json_object_get(pm, "optimizer"), "shards");
+    if (!json_is_array(list) || json_array_size(list) == 0) {
+        json_decref(pm);
+        return zf_err_set(err, "%s/meta.json: optimizer.shards: expected the node's partitions", dir);
+    }
+    int rc = 0;
+    size_t i;
+    json_t *e;
+    json_array_foreach(list, i, e) {
+        json_t *jr = json_object_get(e, "rank"), *jo = json_object_get(e, "offset"), *jn = json_object_get(e, "numel"),
+               *js = json_object_get(e, "step");
+        if (!json_is_integer(jr) || !json_is_integer(jo) || !json_is_integer(jn) || !json_is_integer(js) ||
+            json_integer_value(jo) < 0 || json_integer_value(jn) < 0 ||
+            (size_t)json_integer_value(jo) + (size_t)json_integer_value(jn) > j->numel) {
+            rc = zf_err_set(err, "%s/meta.json: optimizer.shards[%zu]: expected rank, offset, numel and step within "
+                            "the %zu parameters", dir, i, j->numel);
+            break;
+        }
+        if (json_integer_value(js) != j->opt_step) {
+            rc = zf_err_set(err, "%s/meta.json: optimizer.shards[%zu].step: expected %ld (rank 0's node), got %lld", dir,
+                            i, j->opt_step, (long long)json_integer_value(js));
+            break;
+        }
+        int r = (int)json_integer_value(jr);
+        size_t n = (size_t)json_integer_value(jn);
+        const char *what[3] = { "master", "adam_m", "adam_v" };
+        for (int k = 0; k < 3 && rc == 0; k++) {
+            blob *b = new_blob(j);
+            snprintf(b->name, sizeof b->name, "optim-r%d-%s", r, what[k]);
+            b->numel = n;
+            b->data = zf_xmalloc(n * sizeof(float) + 1);
+            rc = zf_ckpt_read_tensor(dir, b->name, b->data, n, err);
+            if (k == 0 && rc == 0) add_shard(j, r, (size_t)json_integer_value(jo), n, b->data);
+        }
+        if (rc != 0) break;
+        json_array_append(meta_shards(j), e);
+    }
+    json_decref(pm);
+    return rc;
 }
 
 static int add_dir_file(zf_ckpt_writer *w, const char *dir, const char *name, zf_err *err)
@@ -71,23 +182,55 @@ static int add_dir_file(zf_ckpt_writer *w, const char *dir, const char *name, zf
     return zf_ckpt_add_file(w, name, path, err);
 }
 
+static int write_blobs(zf_ckpt_writer *w, const job *j, long *bytes, zf_err *err)
+{
+    for (int i = 0; i < j->nblobs; i++) {
+        if (zf_ckpt_add_tensor(w, j->blobs[i].name, j->blobs[i].data, j->blobs[i].numel, err) != 0) return -1;
+        *bytes += (long)(j->blobs[i].numel * sizeof(float));
+    }
+    return 0;
+}
+
+static int commit_meta(zf_ckpt_writer *w, const job *j, int keep, char *final_path, size_t n, zf_err *err)
+{
+    char *text = json_dumps(j->meta, JSON_INDENT(2) | JSON_SORT_KEYS);
+    int rc = zf_ckpt_set_meta(w, text, err);
+    free(text);
+    if (rc != 0) {
+        zf_ckpt_abort(w);
+        return -1;
+    }
+    return zf_ckpt_commit(w, keep, final_path, n, err);
+}
+
 static int write_job(ckpt_server *s, job *j, char *final_path, size_t n, long *bytes, zf_err *err)
 {
     zf_ckpt_writer *w = NULL;
-    if (zf_ckpt_begin(s->o->output_dir, j->step, &w, err) != 0) return -1;
     *bytes = 0;
-    for (int i = 0; i < j->nblobs; i++) {
-        if (zf_ckpt_add_tensor(w, j->blobs[i].name, j->blobs[i].data, j->blobs[i].numel, err) != 0) goto fail;
-        *bytes += (long)(j->blobs[i].numel * sizeof(float));
+    if (j->part_of > 0) { /* another node's part: rank 0's ckptd completes the checkpoint */
+        char root[1100];
+        if (parts_root(s->o, j->part_of, root, sizeof root, err) != 0 || zf_ckpt_begin(root, j->step, &w, err) != 0)
+            return -1;
+        if (write_blobs(w, j, bytes, err) != 0) goto fail;
+        return commit_meta(w, j, PART_KEEP, final_path, n, err);
     }
+    for (int i = 0; i < j->nremote; i++)
+        if (take_part(s, j, j->remote[i], err) != 0) return -1;
+    /* the model, placed from every rank's master */
+    blob *model = new_blob(j);
+    snprintf(model->name, sizeof model->name, "model");
+    model->numel = j->numel;
+    model->data = zf_xmalloc(j->numel * sizeof(float) + 1);
+    if (zf_ckpt_place_shards(j->shards, j->nshards, model->data, j->numel, "ckpt_save", err) != 0) return -1;
+    if (zf_ckpt_begin(s->o->output_dir, j->step, &w, err) != 0) return -1;
+    if (write_blobs(w, j, bytes, err) != 0) goto fail;
     /* a checkpoint is also a model directory: config + tokenizer */
     if (zf_ckpt_add_file(w, "config.json", s->config_json, err) != 0 ||
         add_dir_file(w, s->o->tokenizer, "vocab.json", err) != 0 ||
         add_dir_file(w, s->o->tokenizer, "merges.txt", err) != 0 ||
         add_dir_file(w, s->o->tokenizer, "tokenizer.json", err) != 0)
         goto fail;
-    if (zf_ckpt_set_meta(w, j->meta, err) != 0) goto fail;
-    return zf_ckpt_commit(w, KEEP_LAST, final_path, n, err);
+    return commit_meta(w, j, KEEP_LAST, final_path, n, err);
 fail:
     zf_ckpt_abort(w);
     return -1;
@@ -163,30 +306,57 @@ static int snapshot(const char *shm_name, size_t expect, blob *b, const char *na
     return 0;
 }
 
-/* The snapshot of a ckpt_save: every rank's optimizer partition (master,
- * adam_m, adam_v) from offloadd, and the "model" tensor placed from the
- * masters (ckpt_consolidate.h's rules), so no rank needs to hold the whole
- * parameters (ZeRO stage 3) and the model is the fp32 master, as DeepSpeed's
- * zero_to_fp32 gives it.  The request's params_shm is not read. */
+/* Field `key` of a ckpt_save, `def` if absent. */
+static int64_t int_or(const zf_msg *m, const char *key, int64_t def) { return zf_msg_has(m, key) ? zf_msg_int(m, key) : def; }
+
+/* "2,4" -> the first ranks of the other nodes, each after this node's ranks
+ * and below the world, ascending. */
+static int parse_remote(const char *txt, int after, int world, job *j, zf_err *err)
+{
+    const char *p = txt;
+    while (*p) {
+        char *end;
+        long v = strtol(p, &end, 10);
+        int prev = j->nremote ? j->remote[j->nremote - 1] : after - 1;
+        if (end == p || v <= prev || v >= world || (*end && *end != ','))
+            return zf_err_set(err, "ckpt_save: node_first_ranks: expected ascending ranks in [%d, %d) separated by ',', "
+                              "got '%.64s'", after, world, txt);
+        j->remote = zf_xrealloc(j->remote, (size_t)(j->nremote + 1) * sizeof *j->remote);
+        j->remote[j->nremote++] = (int)v;
+        p = *end ? end + 1 : end;
+    }
+    return 0;
+}
+
+/* The snapshot of a ckpt_save: the optimizer partition (master, adam_m,
+ * adam_v) of each of this node's ranks, copied out of offloadd's shared
+ * memory.  The "model" tensor is placed later, in the writer, from every
+ * rank's master (ckpt_consolidate.h's rules), so no rank needs to hold the
+ * whole parameters (ZeRO stage 3) and the model is the fp32 master, as
+ * DeepSpeed's zero_to_fp32 gives it.  The request's params_shm is not read. */
 static int take_snapshot(ckpt_server *s, const zf_msg *m, job *j, zf_err *err)
 {
-    int ranks = (int)zf_msg_int(m, "opt_rank_count");
-    if (ranks < 1 || ranks > 4096) return zf_err_set(err, "ckpt_save: opt_rank_count %d out of range", ranks);
+    int world = (int)zf_msg_int(m, "opt_rank_count");
+    if (world < 1 || world > 4096) return zf_err_set(err, "ckpt_save: opt_rank_count %d out of range", world);
+    int64_t first = int_or(m, "rank_first", 0), count = int_or(m, "rank_count", world);
+    if (first < 0 || count < 1 || first + count > world)
+        return zf_err_set(err, "ckpt_save: rank_first %lld, rank_count %lld: expected ranks within the world of %d",
+                          (long long)first, (long long)count, world);
     int64_t numel = zf_msg_int(m, "numel");
     if (numel < 1) return zf_err_set(err, "ckpt_save: numel: expected > 0, got %lld", (long long)numel);
-    j->blobs = zf_xcalloc((size_t)(1 + 3 * ranks), sizeof(blob));
-    blob *model = &j->blobs[j->nblobs++];
+    j->numel = (size_t)numel;
+    j->step = (long)zf_msg_int(m, "step");
+    j->part_of = (int)first;
+    if (first == 0 && zf_msg_has(m, "node_first_ranks") &&
+        parse_remote(zf_msg_str(m, "node_first_ranks"), (int)count, world, j, err) != 0)
+        return -1;
     json_error_t je;
-    json_t *meta = json_loads(zf_msg_str(m, "meta_json"), 0, &je);
-    if (!json_is_object(meta)) {
-        json_decref(meta);
-        return zf_err_set(err, "ckpt_save: meta_json: expected a JSON object (%s)", je.text);
-    }
+    j->meta = json_loads(zf_msg_str(m, "meta_json"), 0, &je);
+    if (!json_is_object(j->meta)) return zf_err_set(err, "ckpt_save: meta_json: expected a JSON object (%s)", je.text);
     json_t *shards = json_array();
-    zf_ckpt_shard *parts = zf_xcalloc((size_t)ranks, sizeof *parts);
-    long opt_step = -1;
+    j->opt_step = -1;
     int rc = 0;
-    for (int r = 0; r < ranks && rc == 0; r++) {
+    for (int r = (int)first; r < first + count && rc == 0; r++) {
         zf_msg *req = zf_msg_new("opt_state_req"), *st = NULL;
         zf_msg_set_int(req, "rank", r);
         rc = zf_bus_call(&s->d.bus, "offloadd", req, &st, 60000, err);
@@ -200,32 +370,17 @@ static int take_snapshot(ckpt_server *s, const zf_msg *m, job *j, zf_err *err)
         for (int k = 0; k < 3 && rc == 0; k++) {
             char name[64];
             snprintf(name, sizeof name, "optim-r%d-%s", r, what[k]);
-            blob *b = &j->blobs[j->nblobs++];
+            blob *b = new_blob(j);
             rc = snapshot(zf_msg_str(st, keys[k]), (size_t)n, b, name, err);
-            if (k == 0) parts[r] = (zf_ckpt_shard){ r, (size_t)off, (size_t)n, b->data };
+            if (k == 0 && rc == 0) add_shard(j, r, (size_t)off, (size_t)n, b->data);
         }
         json_array_append_new(shards, json_pack("{s:i, s:I, s:I, s:I}", "rank", r, "offset", (json_int_t)off, "numel",
                                                 (json_int_t)n, "step", (json_int_t)zf_msg_int(st, "step")));
-        opt_step = (long)zf_msg_int(st, "step");
+        j->opt_step = (long)zf_msg_int(st, "step");
         zf_msg_free(st);
     }
-    if (rc == 0) {
-        snprintf(model->name, sizeof model->name, "model");
-        model->numel = (size_t)numel;
-        model->data = zf_xmalloc(model->numel * sizeof(float) + 1);
-        rc = zf_ckpt_place_shards(parts, ranks, model->data, model->numel, "ckpt_save", err);
-    }
-    free(parts);
-    if (rc != 0) {
-        json_decref(meta);
-        json_decref(shards);
-        return -1;
-    }
-    json_object_set_new(meta, "optimizer", json_pack("{s:I, s:o}", "step", (json_int_t)opt_step, "shards", shards));
-    j->meta = json_dumps(meta, JSON_INDENT(2) | JSON_SORT_KEYS);
-    json_decref(meta);
-    j->step = (long)zf_msg_int(m, "step");
-    return 0;
+    json_object_set_new(j->meta, "optimizer", json_pack("{s:I, s:o}", "step", (json_int_t)j->opt_step, "shards", shards));
+    return rc;
 }
 
 /* Publish what the writer finished, and answer `ckpt_wait` once idle. */

@@ -61,7 +61,8 @@
     X(STR, export_hf, "", 0, 0, "DIR", "at the end, also write a Hugging Face GPT-2 directory here")             \
     X(STR, run_dir, "", 0, 0, "DIR", "(internal, set by the pipeline) bus socket directory")                      \
     X(STR, run_id, "", 0, 0, "ID", "(internal, set by the pipeline) run id, names shared memory")                \
-    X(INT, rank, "0", 0, 1023, "N", "(internal, set by the pipeline) this process's rank")
+    X(INT, rank, "0", 0, 1023, "N", "(internal, set by the pipeline) this process's rank")                      \
+    X(INT, local_rank, "-1", -1, 1023, "N", "(internal, set by the pipeline) the rank's index on its node (-1: one node)")
 
 #define ZF_OPT_FIELD_STR(name) char name[ZF_OPT_STR_MAX];
 #define ZF_OPT_FIELD_INT(name) int name;

@@ -215,11 +215,22 @@ static int for_each_segment(int (*fn)(const char *entry, const char *run_id, voi
     return removed;
 }
 
+/* A run's entry: a segment, or the directory in which run_pipeline.sh has
+ * Open MPI keep its ranks' shared-memory files (plain files, no subdirs). */
 static int unlink_entry(const char *entry)
 {
     char full[300];
     snprintf(full, sizeof full, "/%s", entry);
-    return shm_unlink(full) == 0 ? 1 : 0;
+    if (shm_unlink(full) == 0) return 1;
+    if (errno != EISDIR) return 0;
+    snprintf(full, sizeof full, "/dev/shm/%s", entry);
+    DIR *d = opendir(full);
+    if (!d) return 0;
+    struct dirent *e;
+    while ((e = readdir(d)))
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) unlinkat(dirfd(d), e->d_name, 0);
+    closedir(d);
+    return rmdir(full) == 0 ? 1 : 0;
 }
 
 static int remove_if_run(const char *entry, const char *run_id, void *ctx)

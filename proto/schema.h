@@ -208,6 +208,9 @@
         F(numel, INT, REQ)                                                      \
         F(opt_rank_count, INT, REQ)                                             \
         F(final, BOOL, OPT)                                                     \
+        F(rank_first, INT, OPT)                                                 \
+        F(rank_count, INT, OPT)                                                 \
+        F(node_first_ranks, STR, OPT)                                           \
     MSG(ckpt_snapshot, 1)                                                       \
         F(step, INT, REQ)                                                       \
     MSG(ckpt_wait, 1)

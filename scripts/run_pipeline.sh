@@ -56,21 +56,11 @@ ARGS=("$@")
 [ -n "$CONFIG" ] && ARGS=(--deepspeed_config "$CONFIG" "${ARGS[@]}")
 
 # Flags the supervisor itself needs (the C parser validates them all).
-flag() { # flag NAME DEFAULT: last value of --NAME in ARGS
-  local name=$1 val=$2 i
-  for ((i = 0; i < ${#ARGS[@]}; i++)); do
-    case "${ARGS[$i]}" in
-      --$name=*) val=${ARGS[$i]#--$name=} ;;
-      --$name) if ((i + 1 < ${#ARGS[@]})) && [[ "${ARGS[$((i+1))]}" != --* ]]; then val=${ARGS[$((i+1))]}; else val=true; fi ;;
-    esac
-  done
-  echo "$val"
-}
+declare -A PID_OF NAME_OF
+source "$ROOT/scripts/zf_daemons.sh"
 OUTPUT_DIR=$(flag output_dir out)
-WORKERS=$(flag tokenizer_workers 2)
 NUM_GPUS=$(flag num_gpus 0)
 WORLD=$(flag world_size 1)
-REPLAY=$(flag replay "")
 
 # 1. dependencies and build (ZF_PREBUILT=1: use bin/ as it is, e.g. a
 #    bundle from scripts/gpu_bundle.sh on a machine without the -dev packages)
@@ -115,12 +105,13 @@ RUN_DIR=$RUN_BASE/$RUN_ID
 mkdir -m 700 "$RUN_DIR" || { say "cannot create run directory $RUN_DIR"; exit 1; }
 mkdir -p "$OUTPUT_DIR/logs" || { say "--output_dir: cannot create '$OUTPUT_DIR'"; exit 1; }
 LOG_DIR=$(cd "$OUTPUT_DIR/logs" && pwd)
+rm -f "$LOG_DIR"/*.exit   # a killed supervisor's; this run's ranks write theirs here
 printf '{"run_id": "%s", "run_dir": "%s", "pid": %d}\n' "$RUN_ID" "$RUN_DIR" $$ > "$OUTPUT_DIR/run.json"
 say "run $RUN_ID: logs in $LOG_DIR; watch it with: bin/monitor --output_dir $OUTPUT_DIR"
 
-declare -A PID_OF NAME_OF
 STATUS=0
 STOPPING=0
+MPI_SHM=""
 
 # rank_pids: the pids of the ranks' wrappers and trainers still listed in the run dir
 rank_pids() {
@@ -140,7 +131,8 @@ cleanup() {
     wait "$pid" 2>/dev/null
   done
   "$BIN/monitor" cleanup "$RUN_ID" >/dev/null 2>&1
-  rm -rf "$RUN_DIR"
+  rm -rf "$RUN_DIR" ${MPI_SHM:+"$MPI_SHM"}
+  rm -f "$LOG_DIR"/*.exit
   rm -f "$OUTPUT_DIR/run.json"
 }
 trap cleanup EXIT
@@ -172,11 +164,12 @@ stop_ranks() {
   [ $n -gt 0 ] || kill -TERM "${PID_OF[trainer]}" 2>/dev/null
 }
 
-# failed_rank: "trainer-R RC" of the first rank that ended with a non-zero
-# code (from the wrappers' exit files), empty if none did
+# failed_rank: "NAME RC" of the first rank (trainer-R), or daemon of another
+# node (offloadd-n4, ...), that ended with a non-zero code, from the exit
+# records the rank wrappers leave in the logs directory; empty if none did
 failed_rank() {
   local f rc t best="" best_t=""
-  for f in "$RUN_DIR"/trainer-*.exit; do
+  for f in "$LOG_DIR"/*.exit; do
     [ -e "$f" ] || continue
     read -r rc t < "$f" || continue
     [ "$rc" != 0 ] || continue
@@ -191,14 +184,6 @@ trap 'on_signal 2' INT
 trap 'on_signal 15' TERM
 
 COMMON=(--run_dir "$RUN_DIR" --run_id "$RUN_ID" "${ARGS[@]}")
-
-start() { # start NAME CMD...: own session (no terminal signals), log file, tracked
-  local name=$1; shift
-  # only the trainer multiplies matrices: one OpenBLAS thread keeps the
-  # library's spinning thread pool out of every other daemon
-  OPENBLAS_NUM_THREADS=1 setsid "$@" >>"$LOG_DIR/$name.log" 2>&1 &
-  PID_OF[$name]=$!; NAME_OF[$!]=$name
-}
 
 # A tokenizer worker that stopped gracefully (exit 0) returned its job to
 # the coordinator, which leases it to another worker: the run goes on.
@@ -221,18 +206,7 @@ TOKENIZER=$(ZF_LOG_FILE="$LOG_DIR/prepare.log" "$BIN/tokenizerd" prepare "${COMM
 COMMON+=(--tokenizer "$TOKENIZER")
 
 # 5. daemons (a replayed run has no tokenizer processes: loaderd reads the streams)
-DAEMONS=(loaderd offloadd ckptd)
-if [ -z "$REPLAY" ]; then
-  DAEMONS=(tokenizerd "${DAEMONS[@]}")
-  : > "$LOG_DIR/tokenizerd.log"
-  start tokenizerd "$BIN/tokenizerd" serve "${COMMON[@]}"
-  for ((w = 1; w <= WORKERS; w++)); do
-    start "tokenizer-worker-$w" "$BIN/tokenizerd" worker --worker_id "$w" "${COMMON[@]}"
-  done
-fi
-start loaderd "$BIN/loaderd" "${COMMON[@]}"
-start offloadd "$BIN/offloadd" "${COMMON[@]}"
-start ckptd "$BIN/ckptd" "${COMMON[@]}"
+start_daemons "" "${COMMON[@]}"
 
 deadline=$((SECONDS + 120))
 for name in "${DAEMONS[@]}"; do
@@ -259,6 +233,14 @@ if [ "$WORLD" -gt 1 ]; then
     command -v mpirun >/dev/null || { say "--world_size $WORLD: mpirun not found (Debian: apt-get install openmpi-bin)"; exit 1; }
     LAUNCH=(mpirun -np "$WORLD" --oversubscribe --bind-to none)
     [ "$(id -u)" = 0 ] && LAUNCH+=(--allow-run-as-root)
+    # Open MPI's shared-memory files go in a directory of this run, removed
+    # at exit: a rank killed by a signal would leave them in /dev/shm
+    MPI_SHM=/dev/shm/zf.$(id -u).$RUN_ID.mpi
+    if [ -d /dev/shm ] && mkdir -m 700 "$MPI_SHM" 2>/dev/null; then
+      LAUNCH+=(--mca btl_vader_backing_directory "$MPI_SHM")
+    else
+      MPI_SHM=""
+    fi
   fi
   # threads: the cores (or the OMP_NUM_THREADS given) shared by the ranks, >= 1 each
   threads=$(( ${OMP_NUM_THREADS:-$(nproc)} / WORLD )); [ "$threads" -ge 1 ] || threads=1

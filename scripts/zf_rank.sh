@@ -2,39 +2,134 @@
 # zf_rank.sh - one data-parallel trainer rank, as the launcher (mpirun, srun)
 # starts it for scripts/run_pipeline.sh:
 #
-#   zf_rank.sh RUN_DIR LOG_DIR TRAINER ARGS...
+#   zf_rank.sh RUN_DIR LOG_DIR TRAINER train ARGS...
 #
 # The rank comes from the launcher's environment (OMPI_COMM_WORLD_RANK of
-# Open MPI, PMI_RANK, or SLURM_PROCID) and is passed on as --rank.  Rank 0
-# keeps the launcher's stdout/stderr (the progress bar) and also logs to
+# Open MPI, PMI_RANK, or SLURM_PROCID) and is passed on as --rank; the
+# rank's index on its node likewise (OMPI_COMM_WORLD_LOCAL_RANK,
+# MPI_LOCALRANKID, SLURM_LOCALID) as --local_rank.  Rank 0 keeps the
+# launcher's stdout/stderr (the progress bar) and also logs to
 # LOG_DIR/trainer-0.log; rank R > 0 logs only to LOG_DIR/trainer-R.log.
 # The wrapper stays the trainer's parent so that the supervisor learns each
 # rank's fate: RUN_DIR/trainer-R.pid holds "WRAPPER_PID TRAINER_PID" while it
 # runs (the supervisor sends SIGTERM straight to the trainer to stop it), and
-# RUN_DIR/trainer-R.exit "EXIT_CODE SECONDS_SINCE_EPOCH" once it ended, so the
-# first rank to fail can be named.  SIGTERM/SIGINT reaching the wrapper (the
-# launcher stopping the job) are passed on to the trainer.
+# LOG_DIR/trainer-R.exit "EXIT_CODE SECONDS_SINCE_EPOCH" once it ended (the
+# logs directory is shared by every node), so the first rank to fail can be
+# named.  SIGTERM/SIGINT reaching the wrapper (the launcher stopping the
+# job) are passed on to the trainer.
+#
+# Several nodes: run_pipeline.sh starts the daemons of its own node, which
+# hold rank 0.  On every other node the first rank's wrapper (local rank 0)
+# starts that node's daemons (scripts/zf_daemons.sh) in a run directory and
+# run id of their own (RUN_DIR's parent/<pid>-<run id>n<first rank>), logging
+# to LOG_DIR/NAME-n<first rank>.log, and its other ranks wait for them.  If
+# one of them dies, the wrapper writes LOG_DIR/NAME-n<first rank>.exit and
+# kills the node's trainers, so the launcher ends the job and the supervisor
+# names that daemon; when the rank ends the wrapper stops them and removes
+# their shared memory.  Every node must see LOG_DIR, the output directory,
+# the tokenizer and the data at the same paths (a shared file system).
+# Test hook ZF_TEST_RANKS_PER_NODE=K: ranks are placed K to a node (ranks
+# 0..K-1 on the first), so several nodes can be tried on one machine.
 set -u
-[ $# -ge 3 ] || { echo "usage: zf_rank.sh RUN_DIR LOG_DIR TRAINER ARGS..." >&2; exit 2; }
-run_dir=$1 log_dir=$2
-shift 2
+[ $# -ge 4 ] || { echo "usage: zf_rank.sh RUN_DIR LOG_DIR TRAINER train ARGS..." >&2; exit 2; }
+run_dir=$1 log_dir=$2 trainer=$3
+shift 3
 rank=${OMPI_COMM_WORLD_RANK:-${PMI_RANK:-${SLURM_PROCID:-}}}
 if ! [[ "$rank" =~ ^[0-9]+$ ]]; then
   echo "zf_rank.sh: expected the rank in OMPI_COMM_WORLD_RANK, PMI_RANK or SLURM_PROCID (start it with mpirun or srun)" >&2
   exit 2
 fi
+local_rank=${OMPI_COMM_WORLD_LOCAL_RANK:-${MPI_LOCALRANKID:-${SLURM_LOCALID:-}}}
+[ -n "${ZF_TEST_RANKS_PER_NODE:-}" ] && local_rank=$((rank % ZF_TEST_RANKS_PER_NODE))
+[[ "$local_rank" =~ ^[0-9]+$ ]] || local_rank=$rank   # no node information: one node
+node_first=$((rank - local_rank))
 log=$log_dir/trainer-$rank.log
+say() { echo "zeroflow: $*" >&2; }
+
+# ---- the daemons of a node other than the supervisor's
+declare -A PID_OF=() NAME_OF=()
+if [ "$node_first" -gt 0 ]; then
+  ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+  BIN=$ROOT/bin LOG_DIR=$log_dir
+  ARGS=("${@:2}")
+  source "$ROOT/scripts/zf_daemons.sh"
+  run_id=$(flag run_id "")
+  sfx=-n$node_first
+  node_flag=$run_dir.node$node_first   # the node's run directory and run id, agreed by its ranks
+  if [ "$local_rank" = 0 ]; then
+    node_id="$$-${run_id//-/}n$node_first"  # leads with a live pid: 'monitor sweep' keeps it
+    node_dir=$(dirname "$run_dir")/$node_id
+    mkdir -p "$(dirname "$run_dir")" && chmod 700 "$(dirname "$run_dir")" && mkdir -m 700 "$node_dir" ||
+      { say "node of rank $node_first: cannot create $node_dir"; exit 1; }
+    stop_node() {
+      local pid f deadline=$((SECONDS + 30))
+      # the node's other ranks may still be finishing with the daemons
+      for f in "$node_dir"/trainer-*.pid; do
+        [ -e "$f" ] || continue
+        pid=$(cut -d' ' -f2 "$f")
+        while kill -0 "$pid" 2>/dev/null && [ $SECONDS -lt $deadline ]; do sleep 0.1; done
+      done
+      for pid in "${!NAME_OF[@]}"; do kill -TERM "$pid" 2>/dev/null; done
+      deadline=$((SECONDS + 5))
+      for pid in "${!NAME_OF[@]}"; do
+        while kill -0 "$pid" 2>/dev/null && [ $SECONDS -lt $deadline ]; do sleep 0.1; done
+        kill -KILL "$pid" 2>/dev/null
+      done
+      "$BIN/monitor" cleanup "$node_id" >/dev/null 2>&1
+      rm -rf "$node_dir" "$node_flag"
+    }
+    trap stop_node EXIT
+    start_daemons "$sfx" "${ARGS[@]}" --run_dir "$node_dir" --run_id "$node_id"
+    deadline=$((SECONDS + 120))
+    for name in "${DAEMONS[@]}"; do
+      until [ -e "$node_dir/$name.ready" ]; do
+        kill -0 "${PID_OF[$name$sfx]}" 2>/dev/null || { say "node of rank $node_first: $name$sfx did not start (log: $LOG_DIR/$name$sfx.log)"; exit 1; }
+        [ $SECONDS -lt $deadline ] || { say "node of rank $node_first: $name$sfx not ready within 120 s"; exit 1; }
+        sleep 0.05
+      done
+    done
+    echo "$node_dir $node_id" > "$node_flag"
+  else
+    deadline=$((SECONDS + 180))
+    until [ -e "$node_flag" ]; do
+      [ $SECONDS -lt $deadline ] || { say "rank $rank: the daemons of its node (rank $node_first) not ready within 180 s"; exit 1; }
+      sleep 0.1
+    done
+    read -r node_dir node_id < "$node_flag"
+  fi
+  set -- "$@" --run_dir "$node_dir" --run_id "$node_id"
+  run_dir=$node_dir
+fi
+
 if [ "$rank" = 0 ]; then
-  ZF_LOG_FILE=$log "$@" --rank "$rank" &
+  ZF_LOG_FILE=$log "$trainer" "$@" --rank "$rank" --local_rank "$local_rank" &
 else
   unset ZF_LOG_FILE
-  "$@" --rank "$rank" >>"$log" 2>&1 </dev/null &
+  "$trainer" "$@" --rank "$rank" --local_rank "$local_rank" >>"$log" 2>&1 </dev/null &
 fi
 pid=$!
 echo "$$ $pid" > "$run_dir/trainer-$rank.pid"
 trap 'kill -TERM "$pid" 2>/dev/null' TERM INT
-while kill -0 "$pid" 2>/dev/null; do wait "$pid"; done
-wait "$pid"
-rc=$?
-echo "$rc $EPOCHREALTIME" > "$run_dir/trainer-$rank.exit"
+rc=""
+# this node's daemons, if the wrapper started them: the first to end with an
+# error stops the node's ranks
+while [ ${#NAME_OF[@]} -gt 0 ] && [ -z "$rc" ]; do
+  done_pid=""
+  wait -n -p done_pid "$pid" "${!NAME_OF[@]}"
+  drc=$?
+  [ -n "$done_pid" ] || continue   # a trapped signal interrupted wait
+  if [ "$done_pid" = "$pid" ]; then rc=$drc; break; fi
+  name=${NAME_OF[$done_pid]}
+  unset "NAME_OF[$done_pid]"
+  [[ "$name" == tokenizer-worker-* && $drc == 0 ]] && continue   # a worker that left gracefully
+  echo "$drc $EPOCHREALTIME" > "$log_dir/$name.exit"
+  say "node of rank $node_first: $name ended with code $drc; stopping the node's ranks"
+  for f in "$run_dir"/trainer-*.pid; do [ -e "$f" ] && kill -KILL "$(cut -d' ' -f2 "$f")" 2>/dev/null; done
+done
+if [ -z "$rc" ]; then
+  while kill -0 "$pid" 2>/dev/null; do wait "$pid"; done
+  wait "$pid"
+  rc=$?
+fi
+echo "$rc $EPOCHREALTIME" > "$log_dir/trainer-$rank.exit"
 exit "$rc"

@@ -31,6 +31,10 @@ stops() {
   note "$name: stopped in ${took}s, exit $rc"
 }
 
+# Open MPI's shared-memory files of killed ranks: in the run's own directory
+mpi_files() { ls /dev/shm 2>/dev/null | grep -c '^vader_segment'; }
+mpi_before=$(mpi_files)
+
 for victim in trainer-1 trainer-0 offloadd; do
   out=$(new_out)
   note "2 ranks, kill -9 $victim"
@@ -65,6 +69,8 @@ last=$(sed -n 's/.*"step":\([0-9]*\),.*/\1/p' "$out/metrics.jsonl" | tail -n 1)
 [ "$ck" = "$(printf 'step_%08d' "$last")" ] || fail "SIGTERM: checkpoint $ck is not the last step $last"
 "$ROOT/bin/ckptd" consolidate "$out" "$out/final.safetensors" >/dev/null || fail "SIGTERM checkpoint does not consolidate"
 assert_clean "$run"
+
+[ "$(mpi_files)" = "$mpi_before" ] || { ls /dev/shm >&2; fail "killed ranks left Open MPI segments in /dev/shm"; }
 
 note "flag errors"
 out=$(new_out)

@@ -66,6 +66,7 @@ typedef struct trainer {
     zf_comm comm;                    /* the data-parallel ranks (MPI under mpirun) */
     zf_zero_plan zplan;              /* this rank's ZeRO partition */
     zf_zero *zero;                   /* the ZeRO engine: collectives, stage-3 gather/release */
+    zf_node_layout node;             /* this rank's node: its first rank speaks to the node's ckptd */
 } trainer;
 
 static void req_or_die(trainer *t, void *sock, const zf_msg *m, zf_msg **reply)
@@ -514,21 +515,29 @@ static void restore_scaler(trainer *t, json_t *s)
 
 static void save_checkpoint(trainer *t, int final)
 {
-    /* rank 0 asks for the run's checkpoint; ckptd takes every rank's
-     * optimizer partition from offloadd (opt_rank_count) */
-    if (t->rank != 0) return;
-    host_params_current(t, 1);
-    char *meta = checkpoint_meta(t);
+    /* the first rank of each node asks its node's ckptd, which takes the
+     * node's ranks' optimizer partitions from offloadd; rank 0's request
+     * also carries the meta data and the other nodes to wait for */
+    if (t->rank != t->node.first) return;
+    if (t->rank == 0) host_params_current(t, 1);
+    char *meta = t->rank == 0 ? checkpoint_meta(t) : zf_xstrdup("{}");
     zf_msg *m = zf_msg_new("ckpt_save"), *r = NULL;
     zf_msg_set_int(m, "step", t->step);
     zf_msg_set_str(m, "meta_json", meta);
     zf_msg_set_int(m, "numel", (int64_t)t->src.table.total);
     zf_msg_set_int(m, "opt_rank_count", t->world);
     zf_msg_set_bool(m, "final", final);
+    zf_msg_set_int(m, "rank_first", t->node.first);
+    zf_msg_set_int(m, "rank_count", t->node.count);
+    if (t->rank == 0 && t->node.nodes > 1) zf_msg_set_str(m, "node_first_ranks", t->node.others);
     double t0 = zf_now();
     req_or_die(t, t->ckpt, m, &r); /* returns once ckptd has its snapshot */
     zf_progress_clear(&t->progress);
-    zf_info("checkpoint of step %ld: snapshot taken in %.3f s, writing in the background", t->step, zf_now() - t0);
+    if (t->rank == 0)
+        zf_info("checkpoint of step %ld: snapshot taken in %.3f s, writing in the background", t->step, zf_now() - t0);
+    else
+        zf_info("checkpoint of step %ld: the part of ranks %d..%d taken in %.3f s", t->step, t->node.first,
+                t->node.first + t->node.count - 1, zf_now() - t0);
     zf_msg_free(m);
     zf_msg_free(r);
     free(meta);
@@ -536,7 +545,7 @@ static void save_checkpoint(trainer *t, int final)
 
 static void wait_checkpoints(trainer *t)
 {
-    if (t->rank != 0) return;
+    if (t->rank != t->node.first) return;
     zf_msg *m = zf_msg_new("ckpt_wait"), *r = NULL;
     req_or_die(t, t->ckpt, m, &r);
     zf_msg_free(m);
@@ -807,6 +816,7 @@ int zf_train_main(const zf_options *o, zf_backend_factory gpu)
         zf_die("--world_size %d: expected the trainer ranks to be started by mpirun or srun (one process per rank)",
                t.world);
     }
+    if (zf_zero_rank_nodes(&t.comm, t.rank, t.world, o->local_rank, &t.node, &err) != 0) zf_die("%s", err.msg);
     if (zf_ds_config_load(o->deepspeed_config, &t.cfg, &err) != 0 ||
         zf_ds_config_resolve_batch(&t.cfg, o->batch_size, o->world_size, &err) != 0)
         zf_die("%s", err.msg);

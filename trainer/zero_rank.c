@@ -2,6 +2,7 @@
 #include "zero_rank.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "zero_memory.h"
@@ -77,6 +78,43 @@ void zf_zero_rank_summary(zf_zero *z, int rank, char *line, size_t n)
              "parameters; %ld gradient buckets, in flight at most %zu elements",
              rank, hwm_kb >= 0 ? (double)hwm_kb / 1024.0 : -1.0, st.gathers, st.prefetches, st.releases, st.live_peak,
              st.buckets, st.bucket_peak);
+}
+
+int zf_zero_rank_nodes(zf_comm *c, int rank, int world, int local_rank, zf_node_layout *out, zf_err *err)
+{
+    memset(out, 0, sizeof *out);
+    if (local_rank < 0 || world == 1) { /* one node */
+        *out = (zf_node_layout){ .first = 0, .count = world, .nodes = 1 };
+        return 0;
+    }
+    if (local_rank > rank)
+        return zf_err_set(err, "--local_rank %d of rank %d: expected at most the rank (a node's ranks are consecutive)",
+                          local_rank, rank);
+    /* each node's first rank marks itself; every rank learns them all */
+    int *first = zf_xcalloc((size_t)world, sizeof *first);
+    first[rank] = local_rank == 0;
+    int rc = zf_comm_allreduce_max_int(c, first, world, err);
+    if (rc == 0) {
+        int mine = rank - local_rank, next = world;
+        for (int r = mine + 1; r < world; r++)
+            if (first[r]) { next = r; break; }
+        if (!first[mine] || rank >= next) {
+            rc = zf_err_set(err, "rank %d (local rank %d on its node): expected the ranks of a node to be consecutive "
+                            "(mpirun --map-by slot, srun --distribution=block)", rank, local_rank);
+        } else {
+            out->first = mine;
+            out->count = next - mine;
+            size_t len = 0;
+            for (int r = 0; r < world; r++) {
+                if (!first[r]) continue;
+                out->nodes++;
+                if (r == 0) continue;
+                len += (size_t)snprintf(out->others + len, sizeof out->others - len, "%s%d", len ? "," : "", r);
+            }
+        }
+    }
+    free(first);
+    return rc;
 }
 
 int zf_zero_rank_agree_stop(zf_comm *c, int stop_here)

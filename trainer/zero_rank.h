@@ -6,7 +6,8 @@
  * offloadd's opt_init, the per-rank memory report at start (measured from
  * the real segment sizes, offloadd's optimizer segments and the engine's
  * resident working pages, printed with lib/zero_memory.h's line next to the
- * accounting), and the decisions all ranks must take together (stop). */
+ * accounting), the decisions all ranks must take together (stop), and the
+ * ranks' nodes (which rank speaks for a node's daemons). */
 #ifndef ZF_ZERO_RANK_H
 #define ZF_ZERO_RANK_H
 
@@ -46,6 +47,17 @@ int zf_zero_rank_memory_line(zf_zero *z, const zf_zero_plan *p, const zf_shm *pa
  * (VmHWM) and the engine's bookkeeping (stage-3 live peak, gradient
  * buckets). */
 void zf_zero_rank_summary(zf_zero *z, int rank, char *line, size_t n);
+
+/* The ranks' nodes.  The launcher tells each rank its index among its
+ * node's ranks (local_rank; -1: not known, every rank on one node), and a
+ * node's ranks must be consecutive (mpirun --map-by slot, srun's block
+ * distribution): one collective gives every rank the layout. */
+typedef struct zf_node_layout {
+    int first, count;     /* this rank's node: its ranks [first, first + count) */
+    int nodes;
+    char others[6144];    /* the other nodes' first ranks, "2,4" (for rank 0's checkpoints) */
+} zf_node_layout;
+int zf_zero_rank_nodes(zf_comm *c, int rank, int world, int local_rank, zf_node_layout *out, zf_err *err);
 
 /* 1 on every rank when any rank asks to stop (a signal), else 0. */
 int zf_zero_rank_agree_stop(zf_comm *c, int stop_here);

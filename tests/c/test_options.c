@@ -217,7 +217,7 @@ static void test_help_and_json(void)
         CHECK(!strcmp(json_string_value(json_object_get(root, "resume_path")), "ck/pt"), "resume_path");
         CHECK(!strcmp(json_string_value(json_object_get(root, "generation_prompt")), "say \"hi\""), "prompt");
         CHECK(json_is_false(json_object_get(root, "save_checkpoint")), "bool");
-        CHECK(json_object_size(root) == 36, "%zu keys", json_object_size(root));
+        CHECK(json_object_size(root) == 37, "%zu keys", json_object_size(root));
         json_decref(root);
     }
     free(js);

@@ -69,13 +69,11 @@ assert_clean() {
   fi
 }
 
+# zf_py ARGS...: the tests' Python with tests/py on its path (zf_testlib)
+zf_py() { PYTHONPATH="$ROOT/tests/py${PYTHONPATH:+:$PYTHONPATH}" "${ZF_PYTHON:-python3}" "$@"; }
+
 # step_losses FILE: "step loss" lines from metrics.jsonl step events
 step_losses() {
-  "$ZF_PYTHON" - "$1" <<'PY'
-import json, sys
-for line in open(sys.argv[1]):
-    r = json.loads(line)
-    if r.get("event") == "step":
-        print(r["step"], repr(r["loss"]))
-PY
+  zf_py -c 'import sys, zf_testlib as t
+for s, r in sorted(t.step_rows(sys.argv[1]).items()): print(s, repr(r["loss"]))' "$1"
 }

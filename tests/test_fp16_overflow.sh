@@ -77,8 +77,9 @@ fi
 
 names=()
 for r in "${runs[@]}"; do names+=("${r%%:*}"); done
-"$PY" - "$work" "$OVERFLOWS" "$STEPS" "${names[@]}" <<'PY' || fail "loss scaler sequence differs from DeepSpeed's rules"
+zf_py - "$work" "$OVERFLOWS" "$STEPS" "${names[@]}" <<'PY' || fail "loss scaler sequence differs from DeepSpeed's rules"
 import json, sys
+from zf_testlib import step_rows
 
 class DynamicLossScaler:
     """DeepSpeed's deepspeed/runtime/fp16/loss_scaler.py DynamicLossScaler
@@ -116,12 +117,7 @@ class DynamicLossScaler:
 work, ovf, steps, names = sys.argv[1], {int(x) for x in sys.argv[2].split(",")}, int(sys.argv[3]), sys.argv[4:]
 
 def rows(name):
-    out = {}
-    for line in open(f"{work}/{name}/metrics.jsonl"):
-        r = json.loads(line)
-        if r.get("event") == "step":
-            out[r["step"]] = r
-    return out
+    return step_rows(f"{work}/{name}")
 
 def ckpt(name, step, f):
     return f"{work}/{name}/checkpoints/step_{step:08d}/{f}"

@@ -72,14 +72,14 @@ compare() {
   local a=$1 b=$2
   "$ROOT/bin/ckptd" consolidate "$work/$a" "$work/$a.safetensors" >/dev/null || fail "consolidate $a"
   [ -f "$work/$b.safetensors" ] || "$ROOT/bin/ckptd" consolidate "$work/$b" "$work/$b.safetensors" >/dev/null || fail "consolidate $b"
-  "$ZF_PYTHON" - "$work" "$a" "$b" "$STEPS" <<'PY' || fail "$a differs from $b"
+  zf_py - "$work" "$a" "$b" "$STEPS" <<'PY' || fail "$a differs from $b"
 import json, sys
+from zf_testlib import step_rows
 from safetensors.numpy import load_file
 import numpy as np
 work, a, b, steps = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 def losses(run):
-    rows = [json.loads(l) for l in open(f"{work}/{run}/metrics.jsonl")]
-    return [(r["step"], r["loss"]) for r in rows if r.get("event") == "step"]
+    return [(s, r["loss"]) for s, r in sorted(step_rows(f"{work}/{run}").items())]
 la, lb = losses(a), losses(b)
 assert [s for s, _ in la] == list(range(1, steps + 1)), f"{a}: steps logged {[s for s, _ in la]} (only rank 0 writes metrics)"
 assert [s for s, _ in lb] == list(range(1, steps + 1)), f"{b}: steps logged {[s for s, _ in lb]}"
@@ -161,9 +161,10 @@ note "3 ranks at stage 3: $((STEPS / 2)) steps, resume, $((STEPS / 2)) more = $S
 run half "$work/stage3.json" 3 $M --max_train_steps $((STEPS / 2))
 run half "$work/stage3.json" 3 $M --resume
 grep -q "resuming from .*step_0*$((STEPS / 2)) at step $((STEPS / 2))" "$work/half/logs/trainer-0.log" || fail "did not resume at step $((STEPS / 2))"
-"$ZF_PYTHON" - "$work/half/metrics.jsonl" "$work/w3s3/metrics.jsonl" <<'PY' || fail "resumed losses differ"
-import json, sys
-def losses(p): return [(r["step"], r["loss"]) for r in map(json.loads, open(p)) if r.get("event") == "step"]
+zf_py - "$work/half/metrics.jsonl" "$work/w3s3/metrics.jsonl" <<'PY' || fail "resumed losses differ"
+import sys
+from zf_testlib import step_rows
+def losses(p): return sorted((s, r["loss"]) for s, r in step_rows(p).items())
 a, b = losses(sys.argv[1]), losses(sys.argv[2])
 assert a == b, (a, b)
 PY

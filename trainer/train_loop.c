@@ -58,6 +58,7 @@ typedef struct trainer {
      * range as it is announced; "params" is refreshed from the master only
      * when something on the host reads it */
     zf_shm opt_progress;
+    uint64_t opt_bytes;              /* offloadd's optimizer segments of this rank, for the memory report */
     int pipe_on, pipe_pending, params_stale;
     int gpu_grads;                   /* a GPU backend on one rank: the host gradients are only its copy */
     long pipe_step;                  /* the applied step being updated */
@@ -202,21 +203,8 @@ static void pipe_setup(trainer *t)
     if ((env && strcmp(env, "0") == 0) || !be->upload_params_next || be->optimizer_step || t->world != 1 ||
         t->params.hdr->dtype != ZF_DTYPE_F32 || strcmp(t->cfg.zero_offload_optimizer_device, "cpu") != 0)
         return;
-    zf_msg *r = opt_state(t, -1);
-    zf_err err;
-    size_t n = t->src.table.total;
-    int whole = zf_msg_int(r, "shard_offset") == 0 && (size_t)zf_msg_int(r, "shard_numel") == n &&
-                zf_msg_has(r, "progress_shm");
-    /* the master is the upload's source; m and v only for the debug state hash */
-    if (whole && (zf_shm_attach(&t->opt_master, zf_msg_str(r, "master_shm"), &err) != 0 ||
-                  zf_shm_attach(&t->opt_m, zf_msg_str(r, "m_shm"), &err) != 0 ||
-                  zf_shm_attach(&t->opt_v, zf_msg_str(r, "v_shm"), &err) != 0 ||
-                  zf_shm_attach(&t->opt_progress, zf_msg_str(r, "progress_shm"), &err) != 0))
-        zf_die("opt_state: %s", err.msg);
-    zf_msg_free(r);
-    if (!whole) return;
-    if (zf_shm_numel(&t->opt_master) != n || zf_shm_numel(&t->opt_progress) < 1)
-        zf_die("opt_state: master: expected %zu floats and a progress word", n);
+    /* the master is the upload's source (attach_opt_segments) */
+    if (!t->opt_master.hdr || !t->opt_progress.hdr) return;
     t->pipe_on = 1;
     zf_info("optimizer offloaded, pipelined: the next forward uploads each layer as offloadd updates it");
 }
@@ -256,22 +244,28 @@ static void host_params_current(trainer *t, int with_opt)
     }
 }
 
-/* Attach offloadd's optimizer segments (after opt_init: the initial or
- * resumed state); 0 when this rank's shard is not the whole buffer. */
-static int attach_opt_state(trainer *t)
+/* offloadd's optimizer segments of this rank, asked once after opt_init
+ * (the initial or resumed state): their bytes for the memory report, and,
+ * when this rank's shard is the whole buffer, the segments attached (the
+ * GPU optimizer's home, the pipelined offload's source and progress word,
+ * the debug state hash). */
+static void attach_opt_segments(trainer *t)
 {
     zf_msg *r = opt_state(t, -1);
     zf_err err;
     size_t n = t->src.table.total;
-    int whole = zf_msg_int(r, "shard_offset") == 0 && (size_t)zf_msg_int(r, "shard_numel") == n;
-    if (whole && (zf_shm_attach(&t->opt_master, zf_msg_str(r, "master_shm"), &err) != 0 ||
-                  zf_shm_attach(&t->opt_m, zf_msg_str(r, "m_shm"), &err) != 0 ||
-                  zf_shm_attach(&t->opt_v, zf_msg_str(r, "v_shm"), &err) != 0))
-        zf_die("opt_state: %s", err.msg);
-    if (whole && (zf_shm_numel(&t->opt_master) != n || zf_shm_numel(&t->opt_m) != n || zf_shm_numel(&t->opt_v) != n))
-        zf_die("opt_state: optimizer segments: expected %zu floats each", n);
+    if (zf_zero_rank_opt_bytes(r, &t->opt_bytes, &err) != 0) zf_die("opt_state: %s", err.msg);
+    if (zf_msg_int(r, "shard_offset") == 0 && (size_t)zf_msg_int(r, "shard_numel") == n) {
+        if (zf_shm_attach(&t->opt_master, zf_msg_str(r, "master_shm"), &err) != 0 ||
+            zf_shm_attach(&t->opt_m, zf_msg_str(r, "m_shm"), &err) != 0 ||
+            zf_shm_attach(&t->opt_v, zf_msg_str(r, "v_shm"), &err) != 0 ||
+            (zf_msg_has(r, "progress_shm") && zf_shm_attach(&t->opt_progress, zf_msg_str(r, "progress_shm"), &err) != 0))
+            zf_die("opt_state: %s", err.msg);
+        if (zf_shm_numel(&t->opt_master) != n || zf_shm_numel(&t->opt_m) != n || zf_shm_numel(&t->opt_v) != n ||
+            (t->opt_progress.hdr && zf_shm_numel(&t->opt_progress) < 1))
+            zf_die("opt_state: optimizer segments: expected %zu floats each and a progress word", n);
+    }
     zf_msg_free(r);
-    return whole;
 }
 
 /* Test-only knob ZF_DEBUG_OVERFLOW_STEPS="3,4,9": the gradients of those
@@ -297,7 +291,6 @@ static int debug_overflow_at(long iteration)
 static uint64_t debug_state_hash(trainer *t)
 {
     host_params_current(t, 1);
-    if (!t->opt_master.hdr) (void)attach_opt_state(t);
     size_t bytes = t->src.table.total * sizeof(float);
     /* the params this rank keeps (its slice under ZeRO stage 3) */
     uint64_t h = zf_fnv1a64(ZF_FNV1A64_INIT, t->params.data, t->zplan.params_numel * sizeof(float));
@@ -610,16 +603,12 @@ static void create_segments(trainer *t)
  * as allocated (zero_rank.h), next to ZeRO's accounting. */
 static void report_memory(trainer *t)
 {
-    zf_msg *r = opt_state(t, -1);
     zf_err err;
-    uint64_t opt_bytes = 0;
     char line[512];
     int match = 0;
-    if (zf_zero_rank_opt_bytes(r, &opt_bytes, &err) != 0 ||
-        zf_zero_rank_memory_line(t->zero, &t->zplan, &t->params, &t->grads, opt_bytes, line, sizeof line, &match,
+    if (zf_zero_rank_memory_line(t->zero, &t->zplan, &t->params, &t->grads, t->opt_bytes, line, sizeof line, &match,
                                  &err) != 0)
         zf_die("memory report: %s", err.msg);
-    zf_msg_free(r);
     zf_info("%s", line);
     if (!match) zf_daemon_log(&t->d, "warning", "rank %d: memory differs from the ZeRO accounting: %s", t->rank, line);
 }
@@ -862,6 +851,7 @@ int zf_train_main(const zf_options *o, zf_backend_factory gpu)
     t.ckpt = connect_ctl(&t, "ckptd");
     init_optimizer(&t, resume_dir[0] ? resume_dir : NULL);
     if (resume_dir[0] && zf_zero_params_updated(t.zero, &err) != 0) zf_die("%s", err.msg);
+    attach_opt_segments(&t);
     report_memory(&t);
 
     zf_backend_spec spec = { .cfg = &t.src.cfg, .table = &t.src.table, .params = zf_zero_work_params(t.zero),
@@ -871,7 +861,7 @@ int zf_train_main(const zf_options *o, zf_backend_factory gpu)
     spec.grad_accum = t.ga;
     /* No optimizer offload in the config: the GPU keeps the optimizer (one
      * rank's whole buffer; offloadd then only holds the state for checkpoints). */
-    if (o->num_gpus > 0 && gpu && strcmp(t.cfg.zero_offload_optimizer_device, "cpu") != 0 && attach_opt_state(&t)) {
+    if (o->num_gpus > 0 && gpu && strcmp(t.cfg.zero_offload_optimizer_device, "cpu") != 0 && t.opt_master.hdr) {
         spec.ds = &t.cfg;
         spec.layout_rows = t.layout.data;
         spec.layout_nrows = (int)t.layout.hdr->shape[0];

@@ -89,16 +89,12 @@ for f in model.zft optim-r0-master.zft optim-r0-adam_m.zft optim-r0-adam_v.zft; 
   cmp "$work/off-ga3/checkpoints/step_00000010/$f" "$work/dev-ga3/checkpoints/step_00000010/$f" ||
     fail "$f: GPU optimizer differs from offloadd's (fp32, accumulation 3)"
 done
-"$PY" - "$work" <<'PY' || fail "losses or phase times wrong"
+zf_py - "$work" <<'PY' || fail "losses or phase times wrong"
 import json, sys
+from zf_testlib import step_rows
 w = sys.argv[1]
 def rows(name):
-    out = {}
-    for line in open(f"{w}/{name}/metrics.jsonl"):
-        r = json.loads(line)
-        if r.get("event") == "step":
-            out[r["step"]] = r
-    return out
+    return step_rows(f"{w}/{name}")
 ok = True
 a, b, r = rows("off-fp32"), rows("dev-fp32"), rows("res-fp32")
 for s in range(21, 26):

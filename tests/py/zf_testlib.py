@@ -2,8 +2,9 @@
 
 Owns: where the built binaries are, running a probe (bin/tests/probe_*),
 recording checks and the closing verdict, the relative error the reference
-tests report, and the small random GPT-2 that the model tests compare with
-Hugging Face.  Not a test itself (the runner runs only test_*.py); a test
+tests report, reading a run's metrics.jsonl, and the small random GPT-2 that
+the model tests compare with Hugging Face.  The shell tests reach it with
+pipeline_lib.sh's zf_py (PYTHONPATH set).  Not a test itself (the runner runs only test_*.py); a test
 imports it from its own directory:
 
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -23,6 +24,21 @@ ROOT = os.environ.get("ZF_ROOT") or os.path.dirname(os.path.dirname(os.path.dirn
 V, D, H, L, P = 317, 36, 3, 2, 40
 
 FAILS = []  # what every failed check said
+
+
+def step_rows(path):
+    """{step: row} of the "step" events of a run's metrics.jsonl (PATH: the
+    file or the run's output directory)."""
+    import json
+    if os.path.isdir(path):
+        path = os.path.join(path, "metrics.jsonl")
+    out = {}
+    with open(path) as f:
+        for line in f:
+            r = json.loads(line)
+            if r.get("event") == "step":
+                out[r["step"]] = r
+    return out
 
 
 def probe_path(name):

@@ -5,9 +5,14 @@
 #   make clean
 #
 # Layout: each top-level component directory holds C sources; every file
-# except main.c is a "core" object linked into every binary and test, so a
-# module is written once and used by any process that needs it.  File names
-# must therefore be unique across directories (checked below).  Each
+# except main.c is a "core" object, archived in build/libzfcore.a, which
+# every binary and test links, so a module is written once and used by any
+# process that needs it.  The linker takes from the archive only the modules
+# a binary uses, and --as-needed keeps the shared libraries it does not call
+# out of it: a tokenizer worker then loads neither OpenBLAS (whose start
+# creates a thread per core that spins for about 0.1 s, stealing the cores
+# of the other workers) nor MPI.  File names must be unique across
+# directories (checked below).  Each
 # directory's main.c becomes bin/<dir>.  tests/c/test_*.c become
 # bin/tests/test_*.  trainer/cuda/*.cu are compiled by nvcc into
 # bin/trainer_cuda when nvcc is on PATH.
@@ -25,6 +30,7 @@ CFLAGS  ?= -O2 -g
 CFLAGS  += -std=c11 -Wall -Wextra -Wno-unused-parameter -D_GNU_SOURCE -fopenmp $(ARCH_FLAGS) \
            -I. $(addprefix -I,$(COMPONENTS)) $(PKG_CFLAGS) $(MPI_CFLAGS) -MMD -MP
 LDLIBS  += $(PKG_LIBS) $(MPI_LIBS) -fopenmp -lm -lpthread -lrt
+LDFLAGS += -Wl,--as-needed
 
 COMPONENTS := lib proto tokenizerd loaderd trainer offloadd ckptd monitor
 DAEMONS    := tokenizerd loaderd trainer offloadd ckptd monitor
@@ -33,6 +39,7 @@ ALL_SRCS   := $(wildcard $(addsuffix /*.c,$(COMPONENTS)))
 MAIN_SRCS  := $(wildcard $(addsuffix /main.c,$(COMPONENTS)))
 CORE_SRCS  := $(filter-out $(MAIN_SRCS),$(ALL_SRCS))
 CORE_OBJS  := $(patsubst %.c,build/%.o,$(CORE_SRCS))
+CORE_LIB   := build/libzfcore.a
 DUP_NAMES  := $(shell echo $(notdir $(CORE_SRCS)) | tr ' ' '\n' | sort | uniq -d)
 ifneq ($(DUP_NAMES),)
 $(error source file names must be unique across components: $(DUP_NAMES))
@@ -85,17 +92,21 @@ build/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
 
-bin/%: build/%/main.o $(CORE_OBJS)
+$(CORE_LIB): $(CORE_OBJS)
+	@rm -f $@
+	$(AR) rcs $@ $^
+
+bin/%: build/%/main.o $(CORE_LIB)
 	@mkdir -p bin
-	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
+	$(CC) $(CFLAGS) $(LDFLAGS) $^ -o $@ $(LDLIBS)
 
-bin/tests/%: build/tests/c/%.o $(CORE_OBJS)
+bin/tests/%: build/tests/c/%.o $(CORE_LIB)
 	@mkdir -p bin/tests
-	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
+	$(CC) $(CFLAGS) $(LDFLAGS) $^ -o $@ $(LDLIBS)
 
-bin/bench/%: build/bench/%.o $(CORE_OBJS)
+bin/bench/%: build/bench/%.o $(CORE_LIB)
 	@mkdir -p bin/bench
-	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
+	$(CC) $(CFLAGS) $(LDFLAGS) $^ -o $@ $(LDLIBS)
 
 ifneq ($(NVCC),)
 build/trainer/cuda/%.o: trainer/cuda/%.cu
@@ -110,21 +121,21 @@ build/tests/gpu/%.o: tests/gpu/%.cu
 	@mkdir -p $(dir $@)
 	$(NVCC) $(NVCCFLAGS) -Itrainer/cuda -c $< -o $@
 
-bin/gpu/%: build/tests/gpu/%.o $(CORE_OBJS) $(CUDA_OBJS)
+bin/gpu/%: build/tests/gpu/%.o $(CUDA_OBJS) $(CORE_LIB)
 	@mkdir -p bin/gpu
-	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS) -L$(CUDA_HOME)/lib64 -lcudart -lcublasLt -lcublas -lstdc++
+	$(CC) $(CFLAGS) $(LDFLAGS) $^ -o $@ $(LDLIBS) -L$(CUDA_HOME)/lib64 -lcudart -lcublasLt -lcublas -lstdc++
 
 $(GPU_C_OBJS): build/tests/gpu/%.o: tests/gpu/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -DZF_WITH_CUDA -I$(CUDA_HOME)/include -c $< -o $@
 
-$(GPU_C_BINS): bin/gpu/%: build/tests/gpu/%.o $(CORE_OBJS) $(CUDA_OBJS)
+$(GPU_C_BINS): bin/gpu/%: build/tests/gpu/%.o $(CUDA_OBJS) $(CORE_LIB)
 	@mkdir -p bin/gpu
-	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS) -L$(CUDA_HOME)/lib64 -lcudart -lcublasLt -lcublas -lstdc++
+	$(CC) $(CFLAGS) $(LDFLAGS) $^ -o $@ $(LDLIBS) -L$(CUDA_HOME)/lib64 -lcudart -lcublasLt -lcublas -lstdc++
 
-bin/trainer_cuda: build/trainer/main_cuda.o $(CORE_OBJS) $(CUDA_OBJS)
+bin/trainer_cuda: build/trainer/main_cuda.o $(CUDA_OBJS) $(CORE_LIB)
 	@mkdir -p bin
-	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS) -L$(CUDA_HOME)/lib64 -lcudart -lcublasLt -lcublas -lstdc++
+	$(CC) $(CFLAGS) $(LDFLAGS) $^ -o $@ $(LDLIBS) -L$(CUDA_HOME)/lib64 -lcudart -lcublasLt -lcublas -lstdc++
 endif
 
 test: all

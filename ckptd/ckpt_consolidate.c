@@ -72,17 +72,10 @@ static int json_size(json_t *o, const char *key, size_t *out)
     return 0;
 }
 
-int zf_ckpt_consolidate(const char *ckpt, zf_gpt2_config *cfg, zf_param_table *table, float **params, char *ckpt_dir,
-                        size_t n, zf_err *err)
+int zf_ckpt_read_shards(const char *dir, size_t total, zf_ckpt_shard **out, int *n, zf_err *err)
 {
-    char dir[1024], path[1100];
-    *params = NULL;
-    memset(table, 0, sizeof *table);
-    if (!zf_is_checkpoint(ckpt, dir, sizeof dir))
-        return zf_err_set(err, "%s: expected a zeroflow checkpoint (meta.json, or an output dir with checkpoints/latest)", ckpt);
-    if (ckpt_dir) snprintf(ckpt_dir, n, "%s", dir);
-    snprintf(path, sizeof path, "%s/config.json", dir);
-    if (zf_gpt2_config_load(path, cfg, err) != 0) return -1;
+    *out = NULL;
+    *n = 0;
     char *text = NULL;
     if (zf_ckpt_read_meta(dir, &text, err) != 0) return -1;
     json_error_t je;
@@ -100,11 +93,10 @@ int zf_ckpt_consolidate(const char *ckpt, zf_gpt2_config *cfg, zf_param_table *t
         return zf_err_set(err, "%s/meta.json: world_size: expected %d (one partition per rank), got %s", dir, count,
                           json_is_integer(world) ? "another number" : "no integer");
     }
-    zf_gpt2_param_table(cfg, table);
     zf_ckpt_shard *sh = zf_xcalloc((size_t)count, sizeof *sh);
     char *seen = zf_xcalloc((size_t)count, 1);
     int rc = 0;
-    for (int i = 0; i < count && rc == 0; i++) {
+    for (int i = 0; i < count; i++) {
         json_t *s = json_array_get(shards, (size_t)i);
         json_t *r = json_object_get(s, "rank");
         if (!json_is_integer(r) || json_integer_value(r) < 0 || json_integer_value(r) >= count ||
@@ -115,25 +107,51 @@ int zf_ckpt_consolidate(const char *ckpt, zf_gpt2_config *cfg, zf_param_table *t
         }
         sh[i].rank = (int)json_integer_value(r);
         seen[sh[i].rank] = 1;
-        if (sh[i].offset > table->total || sh[i].numel > table->total - sh[i].offset) {
+        if (sh[i].offset > total || sh[i].numel > total - sh[i].offset) {
             rc = zf_err_set(err, "%s/meta.json: optimizer.shards[%d]: partition [%zu, +%zu) beyond the model's %zu parameters",
-                            dir, i, sh[i].offset, sh[i].numel, table->total);
+                            dir, i, sh[i].offset, sh[i].numel, total);
             break;
         }
+    }
+    json_decref(meta);
+    free(seen);
+    if (rc != 0) {
+        free(sh);
+        return -1;
+    }
+    *out = sh;
+    *n = count;
+    return 0;
+}
+
+int zf_ckpt_consolidate(const char *ckpt, zf_gpt2_config *cfg, zf_param_table *table, float **params, char *ckpt_dir,
+                        size_t n, zf_err *err)
+{
+    char dir[1024], path[1100];
+    *params = NULL;
+    memset(table, 0, sizeof *table);
+    if (!zf_is_checkpoint(ckpt, dir, sizeof dir))
+        return zf_err_set(err, "%s: expected a zeroflow checkpoint (meta.json, or an output dir with checkpoints/latest)", ckpt);
+    if (ckpt_dir) snprintf(ckpt_dir, n, "%s", dir);
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    if (zf_gpt2_config_load(path, cfg, err) != 0) return -1;
+    zf_gpt2_param_table(cfg, table);
+    zf_ckpt_shard *sh = NULL;
+    int count = 0;
+    int rc = zf_ckpt_read_shards(dir, table->total, &sh, &count, err);
+    for (int i = 0; i < count && rc == 0; i++) {
         char name[64];
         snprintf(name, sizeof name, "optim-r%d-master", sh[i].rank);
         float *data = zf_xmalloc(sh[i].numel * sizeof(float) + 1);
         sh[i].data = data;
         rc = zf_ckpt_read_tensor(dir, name, data, sh[i].numel, err);
     }
-    json_decref(meta);
     if (rc == 0) {
         *params = zf_params_alloc(table);
         rc = zf_ckpt_place_shards(sh, count, *params, table->total, dir, err);
     }
     for (int i = 0; i < count; i++) free((void *)sh[i].data);
     free(sh);
-    free(seen);
     if (rc != 0) {
         free(*params);
         *params = NULL;

@@ -32,6 +32,11 @@ typedef struct zf_ckpt_shard {
  * names the source in errors (a checkpoint dir). */
 int zf_ckpt_place_shards(const zf_ckpt_shard *shards, int n, float *dst, size_t total, const char *what, zf_err *err);
 
+/* The partitions listed in a checkpoint dir's meta.json (optimizer.shards):
+ * rank, offset and numel of each (data NULL), every rank once, each inside
+ * the model's total floats.  *shards: free() it. */
+int zf_ckpt_read_shards(const char *dir, size_t total, zf_ckpt_shard **shards, int *n, zf_err *err);
+
 /* A checkpoint (step dir, or an output dir through its `latest`) -> its
  * config, parameter table and whole fp32 buffer (zf_params_alloc'd; the
  * caller frees it and zf_param_table_free's the table).  ckpt_dir (may be

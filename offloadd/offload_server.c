@@ -9,6 +9,7 @@
 
 #include "adamw.h"
 #include "ckpt.h"
+#include "ckpt_consolidate.h"
 #include "daemon.h"
 #include "ds_config.h"
 #include "lr_schedule.h"
@@ -18,6 +19,7 @@
 
 typedef struct rank_state {
     int active;
+    int rank;                         /* the global rank this slot serves */
     zf_shm params, grads, layout;     /* the trainer's (attached) */
     zf_shm master, m, v;              /* ours (created) */
     zf_shm progress;                  /* ours: the update's progress word (offload_server.h) */
@@ -37,8 +39,16 @@ typedef struct offload_server {
     zf_ds_config cfg;
     zf_adamw_hparams hp;
     zf_lr_schedule sched;
-    rank_state ranks[ZF_OFFLOAD_MAX_RANKS];
+    rank_state ranks[ZF_OFFLOAD_MAX_RANKS]; /* this node's ranks, by slot (a rank's global number in .rank) */
 } offload_server;
+
+/* The slot of an active global rank, NULL if none. */
+static rank_state *find_rank(offload_server *s, int rank)
+{
+    for (int i = 0; i < ZF_OFFLOAD_MAX_RANKS; i++)
+        if (s->ranks[i].active && s->ranks[i].rank == rank) return &s->ranks[i];
+    return NULL;
+}
 
 static void free_rank(rank_state *r)
 {
@@ -98,15 +108,49 @@ static void publish_params(rank_state *r)
     zf_shm_bump(&r->params);
 }
 
+static int by_offset(const void *a, const void *b)
+{
+    const zf_ckpt_shard *x = a, *y = b;
+    return x->offset < y->offset ? -1 : x->offset > y->offset;
+}
+
+/* The rank's optimizer partition [shard_offset, +shard_numel) from a
+ * checkpoint's partitions, whatever world size saved them: each saved
+ * partition that overlaps it is read (master, adam_m, adam_v) and the
+ * overlap copied, in offset order, the first partition holding an element
+ * giving it (stage 0-1 partitions overlap and are equal).  Every element must
+ * be covered.  Saved with the same world, this is the rank's own partition. */
 static int restore_rank(offload_server *s, rank_state *r, int rank, const char *dir, zf_err *err)
 {
-    char name[64];
+    (void)s, (void)rank;
     const char *what[3] = { "master", "adam_m", "adam_v" };
-    zf_shm *dst[3] = { &r->master, &r->m, &r->v };
-    for (int i = 0; i < 3; i++) {
-        snprintf(name, sizeof name, "optim-r%d-%s", rank, what[i]);
-        if (zf_ckpt_read_tensor(dir, name, dst[i]->data, r->shard_numel, err) != 0) return -1;
+    float *dst[3] = { r->master.data, r->m.data, r->v.data };
+    zf_ckpt_shard *sh = NULL;
+    int count = 0;
+    if (zf_ckpt_read_shards(dir, r->numel, &sh, &count, err) != 0) return -1;
+    qsort(sh, (size_t)count, sizeof *sh, by_offset);
+    size_t done = r->shard_offset, end = r->shard_offset + r->shard_numel;
+    int rc = 0;
+    for (int i = 0; i < count && rc == 0 && done < end; i++) {
+        size_t lo = sh[i].offset, hi = sh[i].offset + sh[i].numel;
+        if (lo > done || hi <= done) continue; /* a gap is reported below */
+        size_t upto = hi < end ? hi : end;
+        float *buf = zf_xmalloc(sh[i].numel * sizeof(float) + 1);
+        for (int k = 0; k < 3 && rc == 0; k++) {
+            char name[64];
+            snprintf(name, sizeof name, "optim-r%d-%s", sh[i].rank, what[k]);
+            rc = zf_ckpt_read_tensor(dir, name, buf, sh[i].numel, err);
+            if (rc == 0)
+                memcpy(dst[k] + (done - r->shard_offset), buf + (done - lo), (upto - done) * sizeof(float));
+        }
+        free(buf);
+        done = upto;
     }
+    free(sh);
+    if (rc != 0) return -1;
+    if (done < end)
+        return zf_err_set(err, "%s/meta.json: optimizer.shards: no saved partition holds parameters [%zu, %zu): "
+                          "expected the partitions to cover the model", dir, done, end);
     char *meta = NULL;
     if (zf_ckpt_read_meta(dir, &meta, err) != 0) return -1;
     json_error_t je;
@@ -119,16 +163,22 @@ static int restore_rank(offload_server *s, rank_state *r, int rank, const char *
     }
     r->step = (long)json_integer_value(step);
     json_decref(root);
-    (void)s;
     return 0;
 }
 
 static int handle_init(offload_server *s, const zf_msg *m, zf_err *err)
 {
     int rank = (int)zf_msg_int(m, "rank");
-    if (rank < 0 || rank >= ZF_OFFLOAD_MAX_RANKS) return zf_err_set(err, "opt_init: rank %d out of range", rank);
-    rank_state *r = &s->ranks[rank];
+    if (rank < 0 || rank >= 1 << 20) return zf_err_set(err, "opt_init: rank %d out of range", rank);
+    /* a rank starting again (its trainer restarted) gets its slot back */
+    rank_state *r = find_rank(s, rank);
+    for (int i = 0; i < ZF_OFFLOAD_MAX_RANKS && !r; i++)
+        if (!s->ranks[i].active) r = &s->ranks[i];
+    if (!r)
+        return zf_err_set(err, "opt_init: rank %d: this offloadd already serves %d ranks, the most one node's offloadd serves",
+                          rank, ZF_OFFLOAD_MAX_RANKS);
     free_rank(r);
+    r->rank = rank;
     r->numel = (size_t)zf_msg_int(m, "numel");
     r->shard_offset = (size_t)zf_msg_int(m, "shard_offset");
     r->shard_numel = (size_t)zf_msg_int(m, "shard_numel");
@@ -211,11 +261,11 @@ fail:
 static zf_msg *handle_grads(offload_server *s, const zf_msg *m, zf_err *err)
 {
     int rank = (int)zf_msg_int(m, "rank");
-    if (rank < 0 || rank >= ZF_OFFLOAD_MAX_RANKS || !s->ranks[rank].active) {
+    rank_state *r = find_rank(s, rank);
+    if (!r) {
         zf_err_set(err, "grads_ready: rank %d has no optimizer (send opt_init first)", rank);
         return NULL;
     }
-    rank_state *r = &s->ranks[rank];
     long step = (long)zf_msg_int(m, "step");
     if (step != r->step + 1) {
         zf_err_set(err, "grads_ready: rank %d: expected step %ld, got %ld", rank, r->step + 1, step);
@@ -249,11 +299,11 @@ static zf_msg *handle_grads(offload_server *s, const zf_msg *m, zf_err *err)
 static zf_msg *handle_state_req(offload_server *s, const zf_msg *m, zf_err *err)
 {
     int rank = (int)zf_msg_int(m, "rank");
-    if (rank < 0 || rank >= ZF_OFFLOAD_MAX_RANKS || !s->ranks[rank].active) {
+    rank_state *r = find_rank(s, rank);
+    if (!r) {
         zf_err_set(err, "opt_state_req: rank %d has no optimizer", rank);
         return NULL;
     }
-    rank_state *r = &s->ranks[rank];
     if (zf_msg_has(m, "step")) {
         /* the trainer applied the steps itself (optimizer on the GPU) and has
          * just written the state into our segments: adopt its step count */

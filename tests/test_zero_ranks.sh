@@ -8,7 +8,10 @@
 # 1e-5 relative; every rank's checkpoint partition is there; each rank's
 # zero-memory line (measured bytes) matches ZeRO's accounting computed here
 # from the model's size; a checkpoint refuses to resume into another world
-# size; and an N-rank run resumed from its own checkpoint continues exactly.
+# size with another global batch, and with the same global batch a 2-rank
+# checkpoint resumed by 3 ranks (offloadd re-slices the optimizer
+# partitions) equals one rank; and an N-rank run resumed from its own
+# checkpoint continues exactly.
 source "$(dirname "$0")/pipeline_lib.sh"
 command -v mpirun >/dev/null || { echo "mpirun not installed (openmpi-bin)"; exit 77; }
 work=$(new_out)
@@ -149,13 +152,19 @@ for n in 1 2 3; do
   done
 done
 
-note "a checkpoint of 2 ranks does not resume into 3"
+note "a checkpoint of 2 ranks does not resume into 3 with another global batch"
 if "$ROOT/scripts/run_pipeline.sh" "$work/stage2.json" "${TINY[@]}" "${flags[@]}" --batch_size $M --world_size 3 \
      --max_train_steps $((STEPS + 2)) --output_dir "$work/w2s2" --resume >"$work/badresume.out" 2>&1; then
-  fail "resuming a world-2 checkpoint with --world_size 3 was accepted"
+  fail "resuming a world-2 checkpoint with --world_size 3 and another global batch was accepted"
 fi
-grep -q "saved with world size 2, resuming with --world_size 3" "$work/badresume.out" ||
-  { cat "$work/badresume.out" >&2; fail "no clear error for the world size"; }
+grep -q "saved with world size 2 and a global batch of $((M * 2 * 2)) sequences per step; with --world_size 3 the global batch is $((M * 2 * 3))" \
+  "$work/badresume.out" || { cat "$work/badresume.out" >&2; fail "no clear error for the world size"; }
+
+note "stage 3: 2 ranks (micro $((M * 3 / 2))) for $((STEPS / 2)) steps, resumed by 3 ranks (micro $M): the run of one rank (micro $((M * 3)))"
+run elastic "$work/stage3.json" 2 $((M * 3 / 2)) --max_train_steps $((STEPS / 2))
+run elastic "$work/stage3.json" 3 $M --resume
+grep -q "resuming a checkpoint of 2 ranks with 3" "$work/elastic/logs/trainer-0.log" || fail "elastic: no note of the new world size"
+compare elastic ref3
 
 note "3 ranks at stage 3: $((STEPS / 2)) steps, resume, $((STEPS / 2)) more = $STEPS in one go"
 run half "$work/stage3.json" 3 $M --max_train_steps $((STEPS / 2))

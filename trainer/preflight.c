@@ -13,7 +13,6 @@
 #include "dataset.h"
 #include "ds_config.h"
 #include "model_source.h"
-#include "offload_server.h"
 #include "paths.h"
 #include "tok_record.h"
 
@@ -32,10 +31,7 @@ static int check_record_path(const char *path, zf_err *err)
     return 0;
 }
 
-/* A checkpoint holds one optimizer partition per rank of the world that
- * saved it: it resumes into that world size only (another world can start
- * from its parameters with --model_name CKPT, a fresh optimizer). */
-static int check_resume_world(const char *dir, int world, zf_err *err)
+int zf_resume_check_world(const char *dir, int world, long global_batch, int *saved_world, zf_err *err)
 {
     char *text = NULL;
     if (zf_ckpt_read_meta(dir, &text, err) != 0) return -1;
@@ -43,11 +39,22 @@ static int check_resume_world(const char *dir, int world, zf_err *err)
     json_t *meta = json_loads(text, 0, &je);
     free(text);
     json_t *w = json_object_get(meta, "world_size");
+    json_t *gb = json_object_get(json_object_get(meta, "loader"), "global_batch");
     long long saved = json_is_integer(w) ? (long long)json_integer_value(w) : 1;
+    long long saved_gb = json_is_integer(gb) ? (long long)json_integer_value(gb) : -1;
     json_decref(meta);
-    if (saved != world)
-        return zf_err_set(err, "--resume %s: saved with world size %lld, resuming with --world_size %d: expected the same world "
-                          "size (or start a new run from it: --model_name CKPT)", dir, saved, world);
+    if (saved_world) *saved_world = (int)saved;
+    if (saved == world) return 0;
+    if (saved_gb < 0)
+        return zf_err_set(err, "--resume %s: saved with world size %lld, resuming with --world_size %d: this checkpoint "
+                          "does not record its global batch (older format), so it resumes into world size %lld only",
+                          dir, saved, world, saved);
+    if (saved_gb != global_batch)
+        return zf_err_set(err, "--resume %s: saved with world size %lld and a global batch of %lld sequences per step; "
+                          "with --world_size %d the global batch is %ld: expected the same (micro batch x gradient "
+                          "accumulation x world size), e.g. --batch_size %lld",
+                          dir, saved, saved_gb, world, global_batch,
+                          saved_gb % world == 0 ? saved_gb / world : 1LL);
     return 0;
 }
 
@@ -108,15 +115,12 @@ int zf_preflight(const zf_options *o, zf_err *err)
     }
     if (o->record[0] && check_record_path(o->record, err) != 0) return -1;
 
-    /* every rank runs on this node today, served by one offloadd */
-    if (o->world_size > ZF_OFFLOAD_MAX_RANKS)
-        return zf_err_set(err, "--world_size: %d ranks on one node, expected at most %d (one offloadd serves a node's ranks)",
-                          o->world_size, ZF_OFFLOAD_MAX_RANKS);
     if (o->resume) {
         const char *where = o->resume_path[0] ? o->resume_path : o->output_dir;
         char dir[1024];
+        long global_batch = (long)cfg.train_micro_batch_size_per_gpu * cfg.gradient_accumulation_steps * o->world_size;
         if (zf_ckpt_resolve(where, dir, sizeof dir, err) != 0) return -1;
-        if (check_resume_world(dir, o->world_size, err) != 0) return -1;
+        if (zf_resume_check_world(dir, o->world_size, global_batch, NULL, err) != 0) return -1;
     }
     if (o->num_epochs < 1 && o->max_train_steps < 1)
         return zf_err_set(err, "--num_epochs: expected >= 1 (or --max_train_steps > 0)");

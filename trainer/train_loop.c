@@ -23,6 +23,7 @@
 #include "lr_schedule.h"
 #include "offload_server.h"
 #include "model_source.h"
+#include "preflight.h"
 #include "progress.h"
 #include "rng.h"
 #include "utf8.h"
@@ -470,6 +471,8 @@ static char *checkpoint_meta(trainer *t)
     json_object_set_new(loader, "epoch", json_integer(t->step / t->steps_per_epoch));
     json_object_set_new(loader, "step_in_epoch", json_integer(t->step % t->steps_per_epoch));
     json_object_set_new(loader, "seed", json_integer(t->o->seed));
+    /* sequences per optimizer step: another world size resumes with the same */
+    json_object_set_new(loader, "global_batch", json_integer((json_int_t)t->micro * t->ga * t->world));
     json_object_set_new(root, "loader", loader);
     /* Dropout masks and sampling are counter-based (seed, step, micro), so the
      * seed and the step are the whole RNG state. */
@@ -561,12 +564,14 @@ static void resume_from(trainer *t, const char *dir)
     free(meta);
     if (!root) zf_die("%s/meta.json:%d:%d: %s", dir, je.line, je.column, je.text);
     json_t *step = json_object_get(root, "step"), *applied = json_object_get(root, "applied_steps");
-    json_t *world = json_object_get(root, "world_size");
     if (!json_is_integer(step) || !json_is_integer(applied))
         zf_die("%s/meta.json: step: expected an integer", dir);
-    if (json_is_integer(world) && json_integer_value(world) != t->world)
-        zf_die("%s: saved with world size %lld, resuming with %d: expected the same world size", dir,
-               (long long)json_integer_value(world), t->world);
+    int saved_world = 1;
+    if (zf_resume_check_world(dir, t->world, (long)t->micro * t->ga * t->world, &saved_world, &err) != 0)
+        zf_die("%s", err.msg);
+    if (saved_world != t->world && t->rank == 0)
+        zf_info("resuming a checkpoint of %d ranks with %d: same global batch, optimizer partitions re-sliced by offloadd",
+                saved_world, t->world);
     t->step = (long)json_integer_value(step);
     t->applied = (long)json_integer_value(applied);
     json_t *sc = json_object_get(root, "loss_scaler");

@@ -89,9 +89,9 @@ int zf_ckpt_read_shards(const char *dir, size_t total, zf_ckpt_shard **out, int 
     }
     json_t *world = json_object_get(meta, "world_size");
     if (world && (!json_is_integer(world) || json_integer_value(world) != count)) {
+        const char *got = json_is_integer(world) ? "another number" : "no integer";
         json_decref(meta);
-        return zf_err_set(err, "%s/meta.json: world_size: expected %d (one partition per rank), got %s", dir, count,
-                          json_is_integer(world) ? "another number" : "no integer");
+        return zf_err_set(err, "%s/meta.json: world_size: expected %d (one partition per rank), got %s", dir, count, got);
     }
     zf_ckpt_shard *sh = zf_xcalloc((size_t)count, sizeof *sh);
     char *seen = zf_xcalloc((size_t)count, 1);

@@ -21,7 +21,8 @@
 # Several nodes: run_pipeline.sh starts the daemons of its own node, which
 # hold rank 0.  On every other node the first rank's wrapper (local rank 0)
 # starts that node's daemons (scripts/zf_daemons.sh) in a run directory and
-# run id of their own (RUN_DIR's parent/<pid>-<run id>n<first rank>), logging
+# run id of their own ($XDG_RUNTIME_DIR or /tmp, then
+# zeroflow-<uid>/<pid>-<run id>n<first rank>, as run_pipeline.sh picks it), logging
 # to LOG_DIR/NAME-n<first rank>.log, and its other ranks wait for them.  If
 # one of them dies, the wrapper writes LOG_DIR/NAME-n<first rank>.exit and
 # kills the node's trainers, so the launcher ends the job and the supervisor
@@ -55,11 +56,13 @@ if [ "$node_first" -gt 0 ]; then
   source "$ROOT/scripts/zf_daemons.sh"
   run_id=$(flag run_id "")
   sfx=-n$node_first
-  node_flag=$run_dir.node$node_first   # the node's run directory and run id, agreed by its ranks
+  # this node's own base for run directories (as run_pipeline.sh picks it)
+  node_base=${XDG_RUNTIME_DIR:-/tmp}/zeroflow-$(id -u)
+  node_flag=$node_base/$run_id.node$node_first   # the node's run directory and run id, for its ranks
   if [ "$local_rank" = 0 ]; then
     node_id="$$-${run_id//-/}n$node_first"  # leads with a live pid: 'monitor sweep' keeps it
-    node_dir=$(dirname "$run_dir")/$node_id
-    mkdir -p "$(dirname "$run_dir")" && chmod 700 "$(dirname "$run_dir")" && mkdir -m 700 "$node_dir" ||
+    node_dir=$node_base/$node_id
+    mkdir -p "$node_base" && chmod 700 "$node_base" && mkdir -m 700 "$node_dir" ||
       { say "node of rank $node_first: cannot create $node_dir"; exit 1; }
     stop_node() {
       local pid f deadline=$((SECONDS + 30))

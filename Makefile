@@ -83,7 +83,7 @@ endif
 all: deps
 	@$(MAKE) --no-print-directory build
 
-build: $(BINS) $(TEST_BINS) $(BENCH_BINS)
+build: $(BINS) $(TEST_BINS) $(BENCH_BINS) build/core_link_check
 
 deps:
 	@scripts/install_deps.sh --ensure
@@ -95,6 +95,12 @@ build/%.o: %.c
 $(CORE_LIB): $(CORE_OBJS)
 	@rm -f $@
 	$(AR) rcs $@ $^
+
+# Every core module linked at once, used or not: a reference no binary pulls
+# in would otherwise go unnoticed until some binary does.
+build/core_link_check: $(CORE_LIB)
+	@printf 'int main(void) { return 0; }\n' > $@.c
+	$(CC) $(CFLAGS) $(LDFLAGS) $@.c -o $@ -Wl,--whole-archive $(CORE_LIB) -Wl,--no-whole-archive $(LDLIBS)
 
 bin/%: build/%/main.o $(CORE_LIB)
 	@mkdir -p bin

@@ -42,14 +42,16 @@ typedef struct job {
     int nshards;
     int part_of;         /* > 0: this node's part, its first rank */
     int *remote;         /* rank 0's node: the first ranks of the other nodes */
-    int nremote;
+    int nremote, world;
+    char nonce[32];      /* the run's (ckpt_save run_nonce): parts of other runs are not taken */
     size_t numel;        /* the model's parameters */
     long opt_step;
     struct job *next;
 } job;
 
-#define PART_KEEP 2           /* parts kept per node: one spare while rank 0's node reads the last */
 #define PART_WAIT_S 600.0     /* how long rank 0's ckptd waits for another node's part */
+#define PART_QUIT_WAIT_S 30.0 /* ... once it is stopping (the other nodes' ckptd finish theirs first) */
+#define MAX_PENDING 2         /* snapshots queued at most: ckpt_save waits for the writer beyond */
 
 typedef struct ckpt_server {
     zf_daemon d;
@@ -114,29 +116,57 @@ static int parts_root(const zf_options *o, int first_rank, char *out, size_t n, 
 
 /* Rank 0's node: wait for the part of another node (first rank `first`) and
  * take its partitions into the job. */
-static int take_part(ckpt_server *s, job *j, int first, zf_err *err)
+static int quitting(ckpt_server *s)
+{
+    pthread_mutex_lock(&s->mu);
+    int q = s->quit;
+    pthread_mutex_unlock(&s->mu);
+    return q;
+}
+
+/* The part's meta.json once it is there and of this run (its run_nonce);
+ * NULL after the wait (err says why). */
+static json_t *wait_part(ckpt_server *s, const job *j, const char *dir, int first, zf_err *err)
+{
+    char meta_path[1400];
+    snprintf(meta_path, sizeof meta_path, "%s/meta.json", dir);
+    double t0 = zf_now(), quit_at = 0;
+    for (;;) {
+        if (access(meta_path, R_OK) == 0) { /* meta.json is the part's last file: its commit */
+            char *text = NULL;
+            if (zf_ckpt_read_meta(dir, &text, err) != 0) return NULL;
+            json_error_t je;
+            json_t *pm = json_loads(text, 0, &je);
+            free(text);
+            const char *nonce = json_string_value(json_object_get(pm, "run_nonce"));
+            if (nonce && !strcmp(nonce, j->nonce)) return pm;
+            json_decref(pm); /* another run's part of the same step: this run's replaces it */
+        }
+        double now = zf_now();
+        if (!quit_at && quitting(s)) quit_at = now;
+        if (now - t0 > PART_WAIT_S || (quit_at && now - quit_at > PART_QUIT_WAIT_S)) {
+            zf_err_set(err, "%s: the node of rank %d did not write its part of step %ld within %.0f s", dir, first,
+                       j->step, now - t0);
+            return NULL;
+        }
+        usleep(50000);
+    }
+}
+
+/* Rank 0's node: wait for the part of another node (ranks [first, next))
+ * and take its partitions into the job. */
+static int take_part(ckpt_server *s, job *j, int first, int next, zf_err *err)
 {
     char root[1100], dir[1300];
     if (parts_root(s->o, first, root, sizeof root, err) != 0) return -1;
     snprintf(dir, sizeof dir, "%s/checkpoints/step_%08ld", root, j->step);
-    char meta_path[1400];
-    snprintf(meta_path, sizeof meta_path, "%s/meta.json", dir);
-    double t0 = zf_now();
-    while (access(meta_path, R_OK) != 0) { /* meta.json is the part's last file: its commit */
-        if (zf_now() - t0 > PART_WAIT_S)
-            return zf_err_set(err, "%s: the node of rank %d did not write its part of step %ld within %.0f s", dir, first,
-                              j->step, PART_WAIT_S);
-        usleep(50000);
-    }
-    char *text = NULL;
-    if (zf_ckpt_read_meta(dir, &text, err) != 0) return -1;
-    json_error_t je;
-    json_t *pm = json_loads(text, 0, &je);
-    free(text);
+    json_t *pm = wait_part(s, j, dir, first, err);
+    if (!pm) return -1;
     json_t *list = json_object_get(json_object_get(pm, "optimizer"), "shards");
-    if (!json_is_array(list) || json_array_size(list) == 0) {
+    if (!json_is_array(list) || json_array_size(list) != (size_t)(next - first)) {
         json_decref(pm);
-        return zf_err_set(err, "%s/meta.json: optimizer.shards: expected the node's partitions", dir);
+        return zf_err_set(err, "%s/meta.json: optimizer.shards: expected the partitions of ranks %d..%d", dir, first,
+                          next - 1);
     }
     int rc = 0;
     size_t i;
@@ -144,11 +174,11 @@ static int take_part(ckpt_server *s, job *j, int first, zf_err *err)
     json_array_foreach(list, i, e) {
         json_t *jr = json_object_get(e, "rank"), *jo = json_object_get(e, "offset"), *jn = json_object_get(e, "numel"),
                *js = json_object_get(e, "step");
-        if (!json_is_integer(jr) || !json_is_integer(jo) || !json_is_integer(jn) || !json_is_integer(js) ||
-            json_integer_value(jo) < 0 || json_integer_value(jn) < 0 ||
+        if (!json_is_integer(jr) || json_integer_value(jr) != first + (json_int_t)i || !json_is_integer(jo) ||
+            !json_is_integer(jn) || !json_is_integer(js) || json_integer_value(jo) < 0 || json_integer_value(jn) < 0 ||
             (size_t)json_integer_value(jo) + (size_t)json_integer_value(jn) > j->numel) {
-            rc = zf_err_set(err, "%s/meta.json: optimizer.shards[%zu]: expected rank, offset, numel and step within "
-                            "the %zu parameters", dir, i, j->numel);
+            rc = zf_err_set(err, "%s/meta.json: optimizer.shards[%zu]: expected rank %d with offset, numel and step "
+                            "within the %zu parameters", dir, i, first + (int)i, j->numel);
             break;
         }
         if (json_integer_value(js) != j->opt_step) {
@@ -172,6 +202,18 @@ static int take_part(ckpt_server *s, job *j, int first, zf_err *err)
     }
     json_decref(pm);
     return rc;
+}
+
+/* After rank 0's commit: the parts taken in are not needed any more. */
+static void drop_parts(ckpt_server *s, const job *j)
+{
+    for (int i = 0; i < j->nremote; i++) {
+        char root[1100], dir[1300];
+        zf_err err;
+        if (parts_root(s->o, j->remote[i], root, sizeof root, &err) != 0) continue;
+        snprintf(dir, sizeof dir, "%s/checkpoints/step_%08ld", root, j->step);
+        if (zf_ckpt_remove_dir(dir, &err) != 0) zf_daemon_log(&s->d, "warning", "%s", err.msg);
+    }
 }
 
 static int add_dir_file(zf_ckpt_writer *w, const char *dir, const char *name, zf_err *err)
@@ -207,15 +249,18 @@ static int write_job(ckpt_server *s, job *j, char *final_path, size_t n, long *b
 {
     zf_ckpt_writer *w = NULL;
     *bytes = 0;
-    if (j->part_of > 0) { /* another node's part: rank 0's ckptd completes the checkpoint */
+    json_object_set_new(j->meta, "run_nonce", json_string(j->nonce));
+    if (j->part_of > 0) {
+        /* another node's part: rank 0's ckptd takes it in and removes it,
+         * so parts are never pruned here (keep_last 0) */
         char root[1100];
         if (parts_root(s->o, j->part_of, root, sizeof root, err) != 0 || zf_ckpt_begin(root, j->step, &w, err) != 0)
             return -1;
         if (write_blobs(w, j, bytes, err) != 0) goto fail;
-        return commit_meta(w, j, PART_KEEP, final_path, n, err);
+        return commit_meta(w, j, 0, final_path, n, err);
     }
     for (int i = 0; i < j->nremote; i++)
-        if (take_part(s, j, j->remote[i], err) != 0) return -1;
+        if (take_part(s, j, j->remote[i], i + 1 < j->nremote ? j->remote[i + 1] : j->world, err) != 0) return -1;
     /* the model, placed from every rank's master */
     blob *model = new_blob(j);
     snprintf(model->name, sizeof model->name, "model");
@@ -230,7 +275,9 @@ static int write_job(ckpt_server *s, job *j, char *final_path, size_t n, long *b
         add_dir_file(w, s->o->tokenizer, "merges.txt", err) != 0 ||
         add_dir_file(w, s->o->tokenizer, "tokenizer.json", err) != 0)
         goto fail;
-    return commit_meta(w, j, KEEP_LAST, final_path, n, err);
+    if (commit_meta(w, j, KEEP_LAST, final_path, n, err) != 0) return -1;
+    drop_parts(s, j);
+    return 0;
 fail:
     zf_ckpt_abort(w);
     return -1;
@@ -347,6 +394,8 @@ static int take_snapshot(ckpt_server *s, const zf_msg *m, job *j, zf_err *err)
     j->numel = (size_t)numel;
     j->step = (long)zf_msg_int(m, "step");
     j->part_of = (int)first;
+    j->world = world;
+    snprintf(j->nonce, sizeof j->nonce, "%s", zf_msg_has(m, "run_nonce") ? zf_msg_str(m, "run_nonce") : "");
     if (first == 0 && zf_msg_has(m, "node_first_ranks") &&
         parse_remote(zf_msg_str(m, "node_first_ranks"), (int)count, world, j, err) != 0)
         return -1;
@@ -419,6 +468,11 @@ static zf_msg *handle_request(void *ctx, const zf_peer *peer, const zf_msg *m, z
 {
     ckpt_server *s = ctx;
     if (zf_msg_is(m, "ckpt_save")) {
+        /* at most MAX_PENDING snapshots held: the trainer waits for the
+         * writer rather than ckptd's memory growing without bound */
+        pthread_mutex_lock(&s->mu);
+        while (s->pending >= MAX_PENDING) pthread_cond_wait(&s->cv, &s->mu);
+        pthread_mutex_unlock(&s->mu);
         job *j = zf_xcalloc(1, sizeof *j);
         if (take_snapshot(s, m, j, err) != 0) {
             free_job(j);

@@ -108,6 +108,12 @@ static int rm_rf(const char *path)
     return nftw(path, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
 }
 
+int zf_ckpt_remove_dir(const char *dir, zf_err *err)
+{
+    if (rm_rf(dir) != 0) return zf_err_set(err, "%s: cannot remove: %s", dir, strerror(errno));
+    return 0;
+}
+
 static int mkdir_p(const char *path, zf_err *err)
 {
     char buf[PATH_MAX];

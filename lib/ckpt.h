@@ -84,6 +84,10 @@ int  zf_ckpt_set_meta(zf_ckpt_writer *w, const char *json_text, zf_err *err);
 int  zf_ckpt_commit(zf_ckpt_writer *w, int keep_last, char *final_path, size_t n, zf_err *err);
 /* Remove the temp dir and free the writer (NULL is fine). */
 void zf_ckpt_abort(zf_ckpt_writer *w);
+/* Remove a directory this module wrote (a step dir that is not `latest`'s,
+ * a part of a checkpoint once taken in) and everything in it; links are
+ * removed, not followed.  0, or -1 with err. */
+int  zf_ckpt_remove_dir(const char *dir, zf_err *err);
 
 /* A step dir (has meta.json), or a checkpoints dir / an output dir: follow
  * its `latest`. */

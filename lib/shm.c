@@ -216,21 +216,31 @@ static int for_each_segment(int (*fn)(const char *entry, const char *run_id, voi
 }
 
 /* A run's entry: a segment, or the directory in which run_pipeline.sh has
- * Open MPI keep its ranks' shared-memory files (plain files, no subdirs). */
+ * Open MPI keep its ranks' shared-memory files (plain files, no subdirs).
+ * The directory is opened without following a link and must belong to this
+ * user, so a name planted by someone else cannot redirect the removal. */
 static int unlink_entry(const char *entry)
 {
     char full[300];
     snprintf(full, sizeof full, "/%s", entry);
     if (shm_unlink(full) == 0) return 1;
     if (errno != EISDIR) return 0;
-    snprintf(full, sizeof full, "/dev/shm/%s", entry);
-    DIR *d = opendir(full);
-    if (!d) return 0;
-    struct dirent *e;
-    while ((e = readdir(d)))
-        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) unlinkat(dirfd(d), e->d_name, 0);
-    closedir(d);
-    return rmdir(full) == 0 ? 1 : 0;
+    int shm = open("/dev/shm", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (shm < 0) return 0;
+    int removed = 0, fd = openat(shm, entry, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    struct stat st;
+    DIR *d = NULL;
+    if (fd >= 0 && fstat(fd, &st) == 0 && st.st_uid == getuid() && (d = fdopendir(fd))) {
+        struct dirent *e;
+        while ((e = readdir(d)))
+            if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) unlinkat(dirfd(d), e->d_name, 0);
+        closedir(d); /* closes fd */
+        removed = unlinkat(shm, entry, AT_REMOVEDIR) == 0;
+    } else if (fd >= 0) {
+        close(fd);
+    }
+    close(shm);
+    return removed;
 }
 
 static int remove_if_run(const char *entry, const char *run_id, void *ctx)

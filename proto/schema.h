@@ -211,6 +211,7 @@
         F(rank_first, INT, OPT)                                                 \
         F(rank_count, INT, OPT)                                                 \
         F(node_first_ranks, STR, OPT)                                           \
+        F(run_nonce, STR, OPT)                                                  \
     MSG(ckpt_snapshot, 1)                                                       \
         F(step, INT, REQ)                                                       \
     MSG(ckpt_wait, 1)

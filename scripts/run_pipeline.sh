@@ -101,6 +101,12 @@ fi
 RUN_ID="$$-$(printf '%06x' $((RANDOM * 32768 + RANDOM)))"
 RUN_BASE=${XDG_RUNTIME_DIR:-/tmp}/zeroflow-$(id -u)
 mkdir -p "$RUN_BASE" && chmod 700 "$RUN_BASE"
+# run directories of dead runs (a supervisor or a node's janitor killed
+# with SIGKILL): each name leads with the pid of the process that owns it
+for d in "$RUN_BASE"/*/; do
+  p=$(basename "$d"); p=${p%%-*}
+  [[ "$p" =~ ^[0-9]+$ ]] && ! kill -0 "$p" 2>/dev/null && rm -rf "$d"
+done
 RUN_DIR=$RUN_BASE/$RUN_ID
 mkdir -m 700 "$RUN_DIR" || { say "cannot create run directory $RUN_DIR"; exit 1; }
 mkdir -p "$OUTPUT_DIR/logs" || { say "--output_dir: cannot create '$OUTPUT_DIR'"; exit 1; }
@@ -172,7 +178,9 @@ failed_rank() {
   for f in "$LOG_DIR"/*.exit; do
     [ -e "$f" ] || continue
     read -r rc t < "$f" || continue
-    [ "$rc" != 0 ] || continue
+    # a rank that ended with 0 did not fail; a daemon of another node is
+    # recorded only when it ended while the run needed it
+    [ "$rc" != 0 ] || [[ "$(basename "$f")" != trainer-* ]] || continue
     if [ -z "$best_t" ] || awk -v a="$t" -v b="$best_t" 'BEGIN{exit !(a < b)}'; then
       best="$(basename "$f" .exit) $rc"; best_t=$t
     fi

@@ -26,12 +26,46 @@
 # to LOG_DIR/NAME-n<first rank>.log, and its other ranks wait for them.  If
 # one of them dies, the wrapper writes LOG_DIR/NAME-n<first rank>.exit and
 # kills the node's trainers, so the launcher ends the job and the supervisor
-# names that daemon; when the rank ends the wrapper stops them and removes
-# their shared memory.  Every node must see LOG_DIR, the output directory,
+# names that daemon.  The node's cleanup (its processes of the run, shared
+# memory, run directory) is done by a janitor, this script run again with
+# --janitor in a session of its own, which waits for the wrapper to end:
+# launchers kill a rank's whole process group (Open MPI: SIGTERM, then
+# SIGKILL a second later), which would cut a cleanup in the wrapper short.
+# After a rank that ended well it lets the node's other trainers finish
+# first (up to 30 s); after a failure it stops them at once.  Every node must see LOG_DIR, the output directory,
 # the tokenizer and the data at the same paths (a shared file system).
 # Test hook ZF_TEST_RANKS_PER_NODE=K: ranks are placed K to a node (ranks
 # 0..K-1 on the first), so several nodes can be tried on one machine.
 set -u
+# ${EPOCHREALTIME/,/.}: a point, whatever the locale's decimal separator
+now() { echo "${EPOCHREALTIME/,/.}"; }
+
+# zf_rank.sh --janitor WRAPPER_PID NODE_DIR NODE_FLAG NODE_ID EXIT_RECORD BIN
+if [ "${1:-}" = --janitor ]; then
+  wrapper=$2 node_dir=$3 node_flag=$4 node_id=$5 exit_record=$6 bin=$7
+  trap '' TERM INT HUP
+  while kill -0 "$wrapper" 2>/dev/null; do sleep 0.2; done
+  read -r rc _ < "$exit_record" 2>/dev/null || rc=1
+  procs() { pgrep -f -- "--run_id $node_id( |\$)"; }
+  if [ "$rc" = 0 ]; then   # the node's other ranks may still be finishing with the daemons
+    deadline=$((SECONDS + 30))
+    for f in "$node_dir"/trainer-*.pid; do
+      [ -e "$f" ] || continue
+      pid=$(cut -d' ' -f2 "$f")
+      while kill -0 "$pid" 2>/dev/null && [ $SECONDS -lt $deadline ]; do sleep 0.1; done
+    done
+  fi
+  pids=$(procs)
+  [ -n "$pids" ] && kill -TERM $pids 2>/dev/null
+  deadline=$((SECONDS + 5))
+  while [ -n "$(procs)" ] && [ $SECONDS -lt $deadline ]; do sleep 0.1; done
+  pids=$(procs)
+  [ -n "$pids" ] && kill -KILL $pids 2>/dev/null
+  "$bin/monitor" cleanup "$node_id" >/dev/null 2>&1
+  rm -rf "$node_dir" "$node_flag"
+  exit 0
+fi
+
 [ $# -ge 4 ] || { echo "usage: zf_rank.sh RUN_DIR LOG_DIR TRAINER train ARGS..." >&2; exit 2; }
 run_dir=$1 log_dir=$2 trainer=$3
 shift 3
@@ -64,24 +98,8 @@ if [ "$node_first" -gt 0 ]; then
     node_dir=$node_base/$node_id
     mkdir -p "$node_base" && chmod 700 "$node_base" && mkdir -m 700 "$node_dir" ||
       { say "node of rank $node_first: cannot create $node_dir"; exit 1; }
-    stop_node() {
-      local pid f deadline=$((SECONDS + 30))
-      # the node's other ranks may still be finishing with the daemons
-      for f in "$node_dir"/trainer-*.pid; do
-        [ -e "$f" ] || continue
-        pid=$(cut -d' ' -f2 "$f")
-        while kill -0 "$pid" 2>/dev/null && [ $SECONDS -lt $deadline ]; do sleep 0.1; done
-      done
-      for pid in "${!NAME_OF[@]}"; do kill -TERM "$pid" 2>/dev/null; done
-      deadline=$((SECONDS + 5))
-      for pid in "${!NAME_OF[@]}"; do
-        while kill -0 "$pid" 2>/dev/null && [ $SECONDS -lt $deadline ]; do sleep 0.1; done
-        kill -KILL "$pid" 2>/dev/null
-      done
-      "$BIN/monitor" cleanup "$node_id" >/dev/null 2>&1
-      rm -rf "$node_dir" "$node_flag"
-    }
-    trap stop_node EXIT
+    setsid -f "$BASH" "${BASH_SOURCE[0]}" --janitor $$ "$node_dir" "$node_flag" "$node_id" \
+      "$log_dir/trainer-$rank.exit" "$BIN" </dev/null >/dev/null 2>&1
     start_daemons "$sfx" "${ARGS[@]}" --run_dir "$node_dir" --run_id "$node_id"
     deadline=$((SECONDS + 120))
     for name in "${DAEMONS[@]}"; do
@@ -91,19 +109,22 @@ if [ "$node_first" -gt 0 ]; then
         sleep 0.05
       done
     done
-    echo "$node_dir $node_id" > "$node_flag"
+    echo "$node_id $node_dir" > "$node_flag.tmp" && mv "$node_flag.tmp" "$node_flag"
   else
     deadline=$((SECONDS + 180))
     until [ -e "$node_flag" ]; do
-      [ $SECONDS -lt $deadline ] || { say "rank $rank: the daemons of its node (rank $node_first) not ready within 180 s"; exit 1; }
+      [ $SECONDS -lt $deadline ] || { say "rank $rank: the daemons of its node (first rank $node_first) not ready within 180 s (are a node's ranks consecutive? mpirun --map-by slot, srun --distribution=block)"; exit 1; }
       sleep 0.1
     done
-    read -r node_dir node_id < "$node_flag"
+    read -r node_id node_dir < "$node_flag"
   fi
   set -- "$@" --run_dir "$node_dir" --run_id "$node_id"
   run_dir=$node_dir
 fi
 
+# a signal before the trainer runs stops it as soon as it does
+pid="" stop_asked=0
+trap 'stop_asked=1; [ -n "$pid" ] && kill -TERM "$pid" 2>/dev/null' TERM INT
 if [ "$rank" = 0 ]; then
   ZF_LOG_FILE=$log "$trainer" "$@" --rank "$rank" --local_rank "$local_rank" &
 else
@@ -112,7 +133,7 @@ else
 fi
 pid=$!
 echo "$$ $pid" > "$run_dir/trainer-$rank.pid"
-trap 'kill -TERM "$pid" 2>/dev/null' TERM INT
+[ $stop_asked = 1 ] && kill -TERM "$pid" 2>/dev/null
 rc=""
 # this node's daemons, if the wrapper started them: the first to end with an
 # error stops the node's ranks
@@ -120,12 +141,12 @@ while [ ${#NAME_OF[@]} -gt 0 ] && [ -z "$rc" ]; do
   done_pid=""
   wait -n -p done_pid "$pid" "${!NAME_OF[@]}"
   drc=$?
-  [ -n "$done_pid" ] || continue   # a trapped signal interrupted wait
+  [ -n "${done_pid:-}" ] || continue   # a trapped signal interrupted wait (and unset done_pid)
   if [ "$done_pid" = "$pid" ]; then rc=$drc; break; fi
   name=${NAME_OF[$done_pid]}
   unset "NAME_OF[$done_pid]"
   [[ "$name" == tokenizer-worker-* && $drc == 0 ]] && continue   # a worker that left gracefully
-  echo "$drc $EPOCHREALTIME" > "$log_dir/$name.exit"
+  echo "$drc $(now)" > "$log_dir/$name.exit"
   say "node of rank $node_first: $name ended with code $drc; stopping the node's ranks"
   for f in "$run_dir"/trainer-*.pid; do [ -e "$f" ] && kill -KILL "$(cut -d' ' -f2 "$f")" 2>/dev/null; done
 done
@@ -134,5 +155,5 @@ if [ -z "$rc" ]; then
   wait "$pid"
   rc=$?
 fi
-echo "$rc $EPOCHREALTIME" > "$log_dir/trainer-$rank.exit"
+echo "$rc $(now)" > "$log_dir/trainer-$rank.exit"
 exit "$rc"

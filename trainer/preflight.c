@@ -31,8 +31,9 @@ static int check_record_path(const char *path, zf_err *err)
     return 0;
 }
 
-int zf_resume_check_world(const char *dir, int world, long global_batch, int *saved_world, zf_err *err)
+int zf_resume_check_world(const char *dir, int world, int micro, int ga, int *saved_world, zf_err *err)
 {
+    long long global_batch = (long long)micro * ga * world;
     char *text = NULL;
     if (zf_ckpt_read_meta(dir, &text, err) != 0) return -1;
     json_error_t je;
@@ -49,12 +50,14 @@ int zf_resume_check_world(const char *dir, int world, long global_batch, int *sa
         return zf_err_set(err, "--resume %s: saved with world size %lld, resuming with --world_size %d: this checkpoint "
                           "does not record its global batch (older format), so it resumes into world size %lld only",
                           dir, saved, world, saved);
-    if (saved_gb != global_batch)
+    if (saved_gb != global_batch) {
+        char hint[96] = "";
+        if (saved_gb % ((long long)world * ga) == 0)
+            snprintf(hint, sizeof hint, " (here: --batch_size %lld)", saved_gb / ((long long)world * ga));
         return zf_err_set(err, "--resume %s: saved with world size %lld and a global batch of %lld sequences per step; "
-                          "with --world_size %d the global batch is %ld: expected the same (micro batch x gradient "
-                          "accumulation x world size), e.g. --batch_size %lld",
-                          dir, saved, saved_gb, world, global_batch,
-                          saved_gb % world == 0 ? saved_gb / world : 1LL);
+                          "with --world_size %d the global batch is %lld: expected the same (micro batch x gradient "
+                          "accumulation x world size)%s", dir, saved, saved_gb, world, global_batch, hint);
+    }
     return 0;
 }
 
@@ -118,9 +121,10 @@ int zf_preflight(const zf_options *o, zf_err *err)
     if (o->resume) {
         const char *where = o->resume_path[0] ? o->resume_path : o->output_dir;
         char dir[1024];
-        long global_batch = (long)cfg.train_micro_batch_size_per_gpu * cfg.gradient_accumulation_steps * o->world_size;
         if (zf_ckpt_resolve(where, dir, sizeof dir, err) != 0) return -1;
-        if (zf_resume_check_world(dir, o->world_size, global_batch, NULL, err) != 0) return -1;
+        if (zf_resume_check_world(dir, o->world_size, cfg.train_micro_batch_size_per_gpu,
+                                  cfg.gradient_accumulation_steps, NULL, err) != 0)
+            return -1;
     }
     if (o->num_epochs < 1 && o->max_train_steps < 1)
         return zf_err_set(err, "--num_epochs: expected >= 1 (or --max_train_steps > 0)");

@@ -21,6 +21,6 @@ int zf_preflight(const zf_options *o, zf_err *err);
  * model tensor is whole, and offloadd re-slices the saved optimizer
  * partitions for the new ranks.  *saved_world (may be NULL) receives the
  * saving world size. */
-int zf_resume_check_world(const char *dir, int world, long global_batch, int *saved_world, zf_err *err);
+int zf_resume_check_world(const char *dir, int world, int micro, int ga, int *saved_world, zf_err *err);
 
 #endif

@@ -526,6 +526,7 @@ static void save_checkpoint(trainer *t, int final)
     zf_msg_set_int(m, "rank_first", t->node.first);
     zf_msg_set_int(m, "rank_count", t->node.count);
     if (t->rank == 0 && t->node.nodes > 1) zf_msg_set_str(m, "node_first_ranks", t->node.others);
+    zf_msg_set_str(m, "run_nonce", t->node.nonce);
     double t0 = zf_now();
     req_or_die(t, t->ckpt, m, &r); /* returns once ckptd has its snapshot */
     zf_progress_clear(&t->progress);
@@ -567,7 +568,7 @@ static void resume_from(trainer *t, const char *dir)
     if (!json_is_integer(step) || !json_is_integer(applied))
         zf_die("%s/meta.json: step: expected an integer", dir);
     int saved_world = 1;
-    if (zf_resume_check_world(dir, t->world, (long)t->micro * t->ga * t->world, &saved_world, &err) != 0)
+    if (zf_resume_check_world(dir, t->world, t->micro, t->ga, &saved_world, &err) != 0)
         zf_die("%s", err.msg);
     if (saved_world != t->world && t->rank == 0)
         zf_info("resuming a checkpoint of %d ranks with %d: same global batch, optimizer partitions re-sliced by offloadd",
@@ -810,7 +811,8 @@ int zf_train_main(const zf_options *o, zf_backend_factory gpu)
         zf_die("--world_size %d: expected the trainer ranks to be started by mpirun or srun (one process per rank)",
                t.world);
     }
-    if (zf_zero_rank_nodes(&t.comm, t.rank, t.world, o->local_rank, &t.node, &err) != 0) zf_die("%s", err.msg);
+    if (zf_zero_rank_nodes(&t.comm, o->run_id, t.rank, t.world, o->local_rank, &t.node, &err) != 0)
+        zf_die("%s", err.msg);
     if (zf_ds_config_load(o->deepspeed_config, &t.cfg, &err) != 0 ||
         zf_ds_config_resolve_batch(&t.cfg, o->batch_size, o->world_size, &err) != 0)
         zf_die("%s", err.msg);

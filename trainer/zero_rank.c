@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "hash.h"
 #include "zero_memory.h"
 
 void zf_zero_rank_seg_name(char *out, size_t n, const char *what, int rank, int world)
@@ -80,11 +81,20 @@ void zf_zero_rank_summary(zf_zero *z, int rank, char *line, size_t n)
              st.buckets, st.bucket_peak);
 }
 
-int zf_zero_rank_nodes(zf_comm *c, int rank, int world, int local_rank, zf_node_layout *out, zf_err *err)
+int zf_zero_rank_nodes(zf_comm *c, const char *run_id, int rank, int world, int local_rank, zf_node_layout *out,
+                       zf_err *err)
 {
     memset(out, 0, sizeof *out);
+    /* rank 0's run id and clock, hashed, for all */
+    uint64_t nonce = zf_fnv1a64(ZF_FNV1A64_INIT, run_id, strlen(run_id));
+    double now = zf_now();
+    nonce = zf_fnv1a64(nonce, &now, sizeof now);
+    if (world > 1 && zf_comm_bcast(c, &nonce, sizeof nonce, 0, err) != 0) return -1;
+    snprintf(out->nonce, sizeof out->nonce, "%016llx", (unsigned long long)nonce);
     if (local_rank < 0 || world == 1) { /* one node */
-        *out = (zf_node_layout){ .first = 0, .count = world, .nodes = 1 };
+        out->first = 0;
+        out->count = world;
+        out->nodes = 1;
         return 0;
     }
     if (local_rank > rank)

@@ -56,8 +56,10 @@ typedef struct zf_node_layout {
     int first, count;     /* this rank's node: its ranks [first, first + count) */
     int nodes;
     char others[6144];    /* the other nodes' first ranks, "2,4" (for rank 0's checkpoints) */
+    char nonce[17];       /* the same 16 hex digits on every rank, new each run: marks its checkpoint parts */
 } zf_node_layout;
-int zf_zero_rank_nodes(zf_comm *c, int rank, int world, int local_rank, zf_node_layout *out, zf_err *err);
+int zf_zero_rank_nodes(zf_comm *c, const char *run_id, int rank, int world, int local_rank, zf_node_layout *out,
+                       zf_err *err);
 
 /* 1 on every rank when any rank asks to stop (a signal), else 0. */
 int zf_zero_rank_agree_stop(zf_comm *c, int stop_here);

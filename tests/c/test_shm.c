@@ -5,7 +5,10 @@
  * segment's size is cut to the page-rounded new size, the kept data and the
  * generation are intact; a process that only attached is refused, as are
  * growing and negative sizes (nothing changes then); shrinking to 0 rows
- * and to the same size work; a segment of the run is unlinked on close. */
+ * and to the same size work; a segment of the run is unlinked on close.
+ * Removing a run also removes its directory entry in /dev/shm (Open MPI's
+ * files, run_pipeline.sh) with the files in it, but never follows a link
+ * of the run's name to another directory. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdint.h>
@@ -123,6 +126,35 @@ static void test_2d(const char *run)
     zf_shm_close(&s);
 }
 
+/* A run's directory in /dev/shm goes with the run; a link named like one is
+ * removed itself, the directory it points to is left alone. */
+static void test_run_dirs(void)
+{
+    char run[64], dir[160], file[200], target[64], link[160], kept[200];
+    zf_run_id_new(run, sizeof run);
+    snprintf(dir, sizeof dir, "/dev/shm/zf.%u.%s.mpi", (unsigned)getuid(), run);
+    snprintf(file, sizeof file, "%s/vader_segment.0", dir);
+    if (mkdir(dir, 0700) != 0) {
+        printf("skip run dirs: cannot create %s\n", dir);
+        return;
+    }
+    FILE *f = fopen(file, "w");
+    CHECK(f != NULL, "create %s", file);
+    if (f) fclose(f);
+    snprintf(target, sizeof target, "/tmp/zf-test-shm.XXXXXX");
+    CHECK(mkdtemp(target) != NULL, "mkdtemp");
+    snprintf(kept, sizeof kept, "%s/keep", target);
+    f = fopen(kept, "w");
+    if (f) fclose(f);
+    snprintf(link, sizeof link, "/dev/shm/zf.%u.%s.link", (unsigned)getuid(), run);
+    CHECK(symlink(target, link) == 0, "symlink %s", link);
+    CHECK(zf_shm_remove_run(run) == 2, "the run's directory and link removed");
+    CHECK(access(dir, F_OK) != 0 && access(link, F_OK) != 0, "%s or %s still there", dir, link);
+    CHECK(access(kept, F_OK) == 0, "the file behind the link was removed");
+    unlink(kept);
+    rmdir(target);
+}
+
 int main(void)
 {
     char run[64];
@@ -134,5 +166,6 @@ int main(void)
     memset(&none, 0, sizeof none);
     CHECK(zf_shm_shrink(&none, 0, &err) == -1, "shrink of a closed segment accepted");
     CHECK(zf_shm_remove_run(run) == 0, "segments left by the test");
+    test_run_dirs();
     return zf_check_summary("test_shm");
 }

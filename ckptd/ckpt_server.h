@@ -1,12 +1,16 @@
 /* ckpt_server.h - the ckptd daemon: asynchronous, atomic checkpoints.
  *
  * Owns: taking a consistent snapshot of a run's state when the trainer asks
- * (`ckpt_save`): from offloadd, every rank's optimizer partition (master,
- * adam_m, adam_v), copied out of shared memory before answering `ckpt_snapshot` so the trainer can go on at once; then
- * compressing and writing them in a background thread with lib/ckpt.c
- * (temp dir, fsync, rename, `latest`), plus config.json and the tokenizer
- * files so that a checkpoint directory is a self-contained model; and
- * `ckpt_wait`, answered when everything asked for is on disk.
+ * (`ckpt_save`): from offloadd, the optimizer partition (master, adam_m,
+ * adam_v) of each rank of its node, copied out of shared memory before
+ * answering `ckpt_snapshot` so the trainer can go on at once (at most two
+ * snapshots wait for the writer); then compressing and writing them in a
+ * background thread with lib/ckpt.c (temp dir, fsync, rename, `latest`),
+ * plus config.json and the tokenizer files so that a checkpoint directory
+ * is a self-contained model; and `ckpt_wait`, answered when everything asked
+ * for is on disk.  Across nodes, a node other than rank 0's writes its part
+ * (OUTPUT_DIR/ckpt-parts/node-<first rank>), and rank 0's ckptd takes the
+ * parts of this run in before it commits, then removes them.
  * The "model" tensor is placed from the ranks' fp32 masters (see
  * ckpt_consolidate.h), never read from a rank's parameters. */
 #ifndef ZF_CKPT_SERVER_H

@@ -7,8 +7,10 @@
  * rank says its gradients are ready (`grads_ready`), then writing the
  * updated shard into the rank's working parameters (the trainer's "params"
  * segment, converted to its dtype) unless the update is pipelined (below);
- * handing the state to ckptd (`opt_state_req`) and restoring it on resume.  One offloadd per node
- * serves all local ranks. */
+ * handing the state to ckptd (`opt_state_req`) and restoring it on resume,
+ * also from a checkpoint of another world size (the rank's new partition
+ * filled from the saved partitions that overlap it).  One offloadd per node
+ * serves the node's ranks (up to ZF_OFFLOAD_MAX_RANKS, by their global rank). */
 #ifndef ZF_OFFLOAD_SERVER_H
 #define ZF_OFFLOAD_SERVER_H
 

@@ -128,7 +128,9 @@ rank_pids() {
 cleanup() {
   local pid ranks
   trap '' INT TERM   # a signal now would end the shell before the cleanup is done
-  ranks=$(rank_pids)
+  # the ranks, and every child (a launcher started just before a signal
+  # came, whose pid was not recorded yet, too)
+  ranks="$(rank_pids) $(pgrep -P $$ 2>/dev/null)"
   for pid in "${!NAME_OF[@]}" $ranks; do kill -TERM "$pid" 2>/dev/null; done
   local deadline=$((SECONDS + 5))
   for pid in "${!NAME_OF[@]}" $ranks; do

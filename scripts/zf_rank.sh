@@ -134,6 +134,10 @@ fi
 pid=$!
 echo "$$ $pid" > "$run_dir/trainer-$rank.pid"
 [ $stop_asked = 1 ] && kill -TERM "$pid" 2>/dev/null
+# bash's own job reports ("Killed ...") would only repeat what the run's
+# messages say: the wrapper's stderr goes to fd 3, its own shell stderr away
+exec 3>&2 2>/dev/null
+say() { echo "zeroflow: $*" >&3; }
 rc=""
 # this node's daemons, if the wrapper started them: the first to end with an
 # error stops the node's ranks

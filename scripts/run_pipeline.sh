@@ -244,10 +244,12 @@ if [ "$WORLD" -gt 1 ]; then
     LAUNCH=(mpirun -np "$WORLD" --oversubscribe --bind-to none)
     [ "$(id -u)" = 0 ] && LAUNCH+=(--allow-run-as-root)
     # Open MPI's shared-memory files go in a directory of this run, removed
-    # at exit: a rank killed by a signal would leave them in /dev/shm
+    # at exit: a rank killed by a signal would leave them in /dev/shm.  As
+    # an OMPI_MCA_ variable it reaches every node mpirun starts ranks on
+    # (an allocation or default hostfile), where zf_rank.sh makes it.
     MPI_SHM=/dev/shm/zf.$(id -u).$RUN_ID.mpi
     if [ -d /dev/shm ] && mkdir -m 700 "$MPI_SHM" 2>/dev/null; then
-      LAUNCH+=(--mca btl_vader_backing_directory "$MPI_SHM")
+      export OMPI_MCA_btl_vader_backing_directory=$MPI_SHM
     else
       MPI_SHM=""
     fi

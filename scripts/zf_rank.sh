@@ -40,9 +40,9 @@ set -u
 # ${EPOCHREALTIME/,/.}: a point, whatever the locale's decimal separator
 now() { echo "${EPOCHREALTIME/,/.}"; }
 
-# zf_rank.sh --janitor WRAPPER_PID NODE_DIR NODE_FLAG NODE_ID EXIT_RECORD BIN
+# zf_rank.sh --janitor WRAPPER_PID NODE_DIR NODE_FLAG NODE_ID EXIT_RECORD BIN SUPERVISOR_RUN_DIR [MPI_SHM]
 if [ "${1:-}" = --janitor ]; then
-  wrapper=$2 node_dir=$3 node_flag=$4 node_id=$5 exit_record=$6 bin=$7
+  wrapper=$2 node_dir=$3 node_flag=$4 node_id=$5 exit_record=$6 bin=$7 supervisor_dir=$8 mpi_shm=${9:-}
   trap '' TERM INT HUP
   while kill -0 "$wrapper" 2>/dev/null; do sleep 0.2; done
   read -r rc _ < "$exit_record" 2>/dev/null || rc=1
@@ -63,6 +63,9 @@ if [ "${1:-}" = --janitor ]; then
   [ -n "$pids" ] && kill -KILL $pids 2>/dev/null
   "$bin/monitor" cleanup "$node_id" >/dev/null 2>&1
   rm -rf "$node_dir" "$node_flag"
+  # Open MPI's files of the run on this node, unless this is also the
+  # supervisor's machine (ZF_TEST_RANKS_PER_NODE), whose cleanup removes them
+  [ -n "$mpi_shm" ] && [ ! -d "$supervisor_dir" ] && rm -rf "$mpi_shm"
   exit 0
 fi
 
@@ -79,6 +82,10 @@ local_rank=${OMPI_COMM_WORLD_LOCAL_RANK:-${MPI_LOCALRANKID:-${SLURM_LOCALID:-}}}
 [[ "$local_rank" =~ ^[0-9]+$ ]] || local_rank=$rank   # no node information: one node
 node_first=$((rank - local_rank))
 log=$log_dir/trainer-$rank.log
+# the directory run_pipeline.sh names for Open MPI's shared memory exists on
+# its own node only: each rank makes it on its node before MPI starts
+vader=${OMPI_MCA_btl_vader_backing_directory:-}
+[ -n "$vader" ] && { mkdir -p "$vader" && chmod 700 "$vader"; } 2>/dev/null
 say() { echo "zeroflow: $*" >&2; }
 
 # ---- the daemons of a node other than the supervisor's
@@ -99,7 +106,7 @@ if [ "$node_first" -gt 0 ]; then
     mkdir -p "$node_base" && chmod 700 "$node_base" && mkdir -m 700 "$node_dir" ||
       { say "node of rank $node_first: cannot create $node_dir"; exit 1; }
     setsid -f "$BASH" "${BASH_SOURCE[0]}" --janitor $$ "$node_dir" "$node_flag" "$node_id" \
-      "$log_dir/trainer-$rank.exit" "$BIN" </dev/null >/dev/null 2>&1
+      "$log_dir/trainer-$rank.exit" "$BIN" "$run_dir" "${OMPI_MCA_btl_vader_backing_directory:-}" </dev/null >/dev/null 2>&1
     start_daemons "$sfx" "${ARGS[@]}" --run_dir "$node_dir" --run_id "$node_id"
     deadline=$((SECONDS + 120))
     for name in "${DAEMONS[@]}"; do

@@ -753,9 +753,9 @@ static int zft_open(const char *dir, const char *name, zft_file *f, zf_err *err)
     else if (f->chunk == 0 || f->chunk > ZFT_MAX_CHUNK_BYTES || f->chunk % dsz)
         rc = zf_err_set(err, "%s: byte offset 32: chunk_bytes: expected a multiple of %zu in (0, 1 GiB], got %llu", p,
                         dsz, (unsigned long long)f->chunk);
-    else if ((uint64_t)f->nframes != (f->raw + f->chunk - 1) / f->chunk)
+    else if ((uint64_t)f->nframes != f->raw / f->chunk + (f->raw % f->chunk != 0)) /* no wrap near 2^64 */
         rc = zf_err_set(err, "%s: byte offset 40: nframes: expected %llu, got %u", p,
-                        (unsigned long long)((f->raw + f->chunk - 1) / f->chunk), f->nframes);
+                        (unsigned long long)(f->raw / f->chunk + (f->raw % f->chunk != 0)), f->nframes);
     if (rc) { zft_close(f); return -1; }
     uint64_t head = ZFT_HEADER_BYTES + (uint64_t)f->nframes * 8;
     if (size < head) {

@@ -71,6 +71,17 @@ static void keypath(char *out, size_t n, const char *sect, const char *key)
     else snprintf(out, n, "%s", key);
 }
 
+/* A key for a message: control and non-ASCII bytes as '?', at most 80
+ * bytes, so that a hostile key cannot break the one-line message. */
+static const char *safe_key(char *out, size_t n, const char *key)
+{
+    size_t o = 0;
+    for (size_t i = 0; key[i] && o + 1 < n && i < 80; i++)
+        out[o++] = (key[i] >= 0x20 && key[i] < 0x7f) ? key[i] : '?';
+    out[o] = 0;
+    return out;
+}
+
 /* Short rendering of a JSON value for "got ..." */
 static void describe(char *out, size_t n, const json_t *v)
 {
@@ -198,7 +209,9 @@ static int check_keys(ctx *x, json_t *obj, const char *sect, const char *const *
             warn(x, "%s.%s: has no effect in zeroflow, ignored", sect, key);
             continue;
         }
-        return zf_err_set(x->err, "%s: %s.%s: unknown key (not a DeepSpeed %s setting)", x->path, sect, key, sect);
+        char k[96];
+        return zf_err_set(x->err, "%s: %s.%s: unknown key (not a DeepSpeed %s setting)", x->path, sect,
+                          safe_key(k, sizeof k, key), sect);
     }
     return 0;
 }
@@ -305,8 +318,10 @@ static int load_scheduler(ctx *x, json_t *sch)
         const char *key;
         json_t *v;
         json_object_foreach(p, key, v) {
+            char k[96];
             if (!in_list(key, keys))
-                return zf_err_set(x->err, "%s: %s.%s: unknown key (not a parameter of %s)", x->path, S, key, type);
+                return zf_err_set(x->err, "%s: %s.%s: unknown key (not a parameter of %s)", x->path, S,
+                                  safe_key(k, sizeof k, key), type);
         }
         int64_t i;
         if (!cosine) {
@@ -499,7 +514,10 @@ static int load_root(ctx *x, json_t *root)
     json_object_foreach(root, key, v) {
         if (in_list(key, g_top_used)) continue;
         if (in_list(key, g_top_known)) warn(x, "%s: DeepSpeed setting not supported by zeroflow, ignored", key);
-        else warn(x, "%s: unknown key, ignored (DeepSpeed ignores unknown top-level keys too)", key);
+        else {
+            char k[96];
+            warn(x, "%s: unknown key, ignored (DeepSpeed ignores unknown top-level keys too)", safe_key(k, sizeof k, key));
+        }
     }
     if (batch_key(x, root, "train_batch_size", &c->train_batch_size) != 0 ||
         batch_key(x, root, "train_micro_batch_size_per_gpu", &c->train_micro_batch_size_per_gpu) != 0 ||

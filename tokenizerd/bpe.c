@@ -893,7 +893,7 @@ cache:
         cs->nbytes = (uint8_t)n;
         memcpy(cs->bytes, p, n);
         cs->nids = (uint8_t)(out->len - start);
-        memcpy(cs->ids, out->data + start, cs->nids * sizeof(int32_t));
+        if (cs->nids) memcpy(cs->ids, out->data + start, cs->nids * sizeof(int32_t)); /* data is NULL while empty */
     }
 }
 

@@ -30,9 +30,10 @@ typedef struct blob {
  * partition.  Across nodes (the ranks of a node are consecutive), each
  * node's ckptd snapshots its own ranks: a node other than rank 0's writes
  * them as a "part" under OUTPUT_DIR/ckpt-parts/node-<first rank> (itself an
- * atomic checkpoint directory); rank 0's ckptd waits for every other node's
- * part of the step, adds its partitions and only then commits, so `latest`
- * never names a checkpoint with a partition missing. */
+ * atomic checkpoint directory, marked with the run's nonce); rank 0's ckptd
+ * waits for every other node's part of the step from this run, adds its
+ * partitions, commits and then removes the parts, so `latest` never names a
+ * checkpoint with a partition missing or taken from another run. */
 typedef struct job {
     long step;
     json_t *meta;        /* the trainer's meta data; optimizer.shards added */
@@ -114,8 +115,6 @@ static int parts_root(const zf_options *o, int first_rank, char *out, size_t n, 
     return 0;
 }
 
-/* Rank 0's node: wait for the part of another node (first rank `first`) and
- * take its partitions into the job. */
 static int quitting(ckpt_server *s)
 {
     pthread_mutex_lock(&s->mu);

@@ -32,8 +32,9 @@
 # launchers kill a rank's whole process group (Open MPI: SIGTERM, then
 # SIGKILL a second later), which would cut a cleanup in the wrapper short.
 # After a rank that ended well it lets the node's other trainers finish
-# first (up to 30 s); after a failure it stops them at once.  Every node must see LOG_DIR, the output directory,
-# the tokenizer and the data at the same paths (a shared file system).
+# first (up to 30 s); after a failure it stops them at once.  Every node must
+# see LOG_DIR, the output directory, the tokenizer and the data at the same
+# paths (a shared file system).
 # Test hook ZF_TEST_RANKS_PER_NODE=K: ranks are placed K to a node (ranks
 # 0..K-1 on the first), so several nodes can be tried on one machine.
 set -u

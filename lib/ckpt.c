@@ -605,6 +605,8 @@ static int follow_latest(const char *root, char *out, size_t n, zf_err *err)
     size_t k = strlen(txt);
     while (k && (txt[k - 1] == '\n' || txt[k - 1] == '\r' || txt[k - 1] == ' ')) txt[--k] = 0;
     if (parse_step_name(txt) < 0) {
+        for (char *c = txt; *c; c++) /* shown in a one-line message */
+            if ((unsigned char)*c < 0x20 || *c == 0x7f) *c = '?';
         zf_err_set(err, "%s: expected a step directory name like step_00000100, got '%.64s'", lp, txt);
         free(txt);
         return -1;
@@ -682,6 +684,9 @@ int zf_ckpt_read_meta(const char *ckpt_dir, char **json_text, zf_err *err)
                             json_is_integer(ver) ? (long long)json_integer_value(ver) : -1LL);
     }
     if (j) json_decref(j);
+    if (rc && err) /* the format string and jansson's token come raw from the file: keep one line */
+        for (char *c = err->msg; *c; c++)
+            if ((unsigned char)*c < 0x20 || *c == 0x7f) *c = '?';
     if (rc) { free(txt); return -1; }
     *json_text = txt;
     return 0;

@@ -520,6 +520,9 @@ static int docs_jsonl(const char *path, const filebuf *fb, const char *field, ro
         char gotbuf[256];
         if (!root) {
             snprintf(gotbuf, sizeof gotbuf, "invalid JSON (%s)", je.text);
+            /* jansson quotes the bad token raw: keep the message one line */
+            for (char *c = gotbuf; *c; c++)
+                if ((unsigned char)*c < 0x20 || *c == 0x7f) *c = '?';
             got = gotbuf;
         } else if (!json_is_object(root)) {
             got = json_is_array(root) ? "an array" : "a non-object value";

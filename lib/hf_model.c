@@ -149,6 +149,27 @@ int zf_hf_load(const char *dir, zf_gpt2_config *cfg, zf_param_table *table, floa
     if (!is_dir(dir)) return zf_err_set(err, "%s: expected a model directory (config.json + model.safetensors)", dir);
     if (zf_gpt2_config_load(cpath, cfg, err)) return -1;
     zf_gpt2_param_table(cfg, table);
+    /* config.json alone sizes the buffer: refuse a model the weights file
+     * cannot hold (at least 2 bytes a parameter) before allocating it */
+    char spath[PATH_MAX];
+    zf_st_file f;
+    if (join(spath, sizeof spath, dir, "model.safetensors") || !is_file(spath)) {
+        zf_hf_load_params(dir, cfg, table, NULL, err); /* says what is missing */
+        zf_param_table_free(table);
+        return -1;
+    }
+    if (zf_st_open(spath, &f, err)) {
+        zf_param_table_free(table);
+        return -1;
+    }
+    size_t have = f.data_size;
+    zf_st_close(&f);
+    if (zf_param_count(table) > have / 2) {
+        zf_err_set(err, "%s: n_layer/n_embd/n_positions/vocab_size: expected a model that %s (%zu bytes of tensors) "
+                   "can hold, got %zu parameters", cpath, spath, have, zf_param_count(table));
+        zf_param_table_free(table);
+        return -1;
+    }
     float *p = zf_params_alloc(table);
     if (zf_hf_load_params(dir, cfg, table, p, err)) {
         free(p);

@@ -58,6 +58,17 @@ static int pread_all(int fd, void *buf, size_t n, uint64_t off)
     return 0;
 }
 
+/* Allocation sized by a header's claim: a crafted header (or a sparse file)
+ * can claim tables far beyond memory, so refuse what exceeds the physical
+ * memory and return NULL instead of dying in zf_xmalloc. */
+static void *claim_realloc(void *old, uint64_t n)
+{
+    long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGESIZE);
+    if (pages > 0 && psz > 0 && n > (uint64_t)pages * (uint64_t)psz) return NULL;
+    if (n >= SIZE_MAX) return NULL;
+    return realloc(old, n ? (size_t)n : 1);
+}
+
 static const char *split_label(uint32_t s)
 {
     static const char *names[ZF_TOKSTR_SPLITS] = { "train", "validation", "test" };
@@ -458,7 +469,10 @@ static int parse_segment(zf_tokstr *ts, int fi, uint64_t off, const uint64_t *ex
 
     /* the seek index: checksum, then every entry against the layout */
     uint64_t ioff = off + HDR + s.dbytes + s.bbytes;
-    uint8_t *idx = zf_xmalloc((size_t)ibytes + 1);
+    uint8_t *idx = claim_realloc(NULL, ibytes + 1);
+    if (!idx)
+        return zf_err_set(err, "%s: byte %llu: index bytes: expected a seek index that fits in memory, got %llu bytes",
+                          p, (ull)(off + 88), (ull)ibytes);
     if (pread_all(ts->fds[fi], idx, (size_t)ibytes, ioff) != 0) {
         free(idx);
         return zf_err_set(err, "%s: byte %llu: read failed: %s", p, (ull)ioff, errno ? strerror(errno) : "file shrank");
@@ -469,8 +483,15 @@ static int parse_segment(zf_tokstr *ts, int fi, uint64_t off, const uint64_t *ex
         return zf_err_set(err, "%s: byte %llu: seek index checksum: expected %08x (stored at byte %llu), got %08x: corrupt "
                           "index", p, (ull)ioff, get_u32(h + 96), (ull)(off + 96), isum);
     }
-    s.frame_off = zf_xmalloc((size_t)(s.nframes + 1) * sizeof(uint64_t));
-    s.frame_bytes = zf_xmalloc((size_t)(s.nframes + 1) * sizeof(uint64_t));
+    s.frame_off = claim_realloc(NULL, (s.nframes + 1) * sizeof(uint64_t));
+    s.frame_bytes = claim_realloc(NULL, (s.nframes + 1) * sizeof(uint64_t));
+    if (!s.frame_off || !s.frame_bytes) {
+        free(idx);
+        free(s.frame_off);
+        free(s.frame_bytes);
+        return zf_err_set(err, "%s: byte %llu: tokens: expected a frame table that fits in memory, got %llu frames", p,
+                          (ull)(off + 56), (ull)s.nframes);
+    }
     uint64_t pos = HDR + s.dbytes;
     int rc = 0;
     for (uint64_t f = 0; f < s.nframes && rc == 0; f++) {
@@ -582,8 +603,23 @@ static int load_frame(zf_tokstr *ts, const seg *s, uint64_t fo, uint64_t fb, siz
 {
     const char *p = ts->paths[s->file];
     uint64_t at = s->off + fo;
-    if (fb + 1 > ts->ccap) ts->cbuf = zf_xrealloc(ts->cbuf, ts->ccap = (size_t)fb + 1);
-    if (dn + 1 > ts->rcap) ts->rbuf = zf_xrealloc(ts->rbuf, ts->rcap = dn + 1);
+    uint8_t *nb;
+    if (fb + 1 > ts->ccap) {
+        if (!(nb = claim_realloc(ts->cbuf, fb + 1)))
+            return zf_err_set(err, "%s: byte %llu: %s of the %s segment at byte %llu: expected a frame that fits in "
+                              "memory, got %llu bytes", p, (unsigned long long)at, what, split_label(s->split),
+                              (unsigned long long)s->off, (unsigned long long)fb);
+        ts->cbuf = nb;
+        ts->ccap = (size_t)fb + 1;
+    }
+    if (dn + 1 > ts->rcap) {
+        if (!(nb = claim_realloc(ts->rbuf, (uint64_t)dn + 1)))
+            return zf_err_set(err, "%s: byte %llu: %s of the %s segment at byte %llu: expected content that fits in "
+                              "memory, got a claim of %zu bytes", p, (unsigned long long)at, what,
+                              split_label(s->split), (unsigned long long)s->off, dn);
+        ts->rbuf = nb;
+        ts->rcap = dn + 1;
+    }
     if (pread_all(ts->fds[s->file], ts->cbuf, (size_t)fb, at) != 0)
         return zf_err_set(err, "%s: byte %llu: read failed: %s", p, (unsigned long long)at,
                           errno ? strerror(errno) : "file shrank");
@@ -627,7 +663,11 @@ static int segment_all(zf_tokstr *ts, const seg *s, int32_t *dst, uint64_t *doc_
     const char *p = ts->paths[s->file];
     typedef unsigned long long ull;
     if (load_frame(ts, s, HDR, s->dbytes, (size_t)(s->ndocs * 8), "document table", err) != 0) return -1;
-    uint64_t *ends = zf_xmalloc((size_t)s->ndocs * sizeof *ends + 1);
+    uint64_t *ends = claim_realloc(NULL, s->ndocs * sizeof *ends + 1);
+    if (!ends)
+        return zf_err_set(err, "%s: byte %llu: documents of the %s segment at byte %llu: expected a table that fits in "
+                          "memory, got %llu documents", p, (ull)(s->off + 48), split_label(s->split), (ull)s->off,
+                          (ull)s->ndocs);
     for (uint64_t d = 0; d < s->ndocs; d++) ends[d] = get_u64(ts->rbuf + d * 8);
     int rc = 0;
     for (uint64_t d = 0; d < s->ndocs && rc == 0; d++) {
@@ -638,7 +678,11 @@ static int segment_all(zf_tokstr *ts, const seg *s, int32_t *dst, uint64_t *doc_
                             (ull)s->off, (ull)d, (ull)prev, (ull)s->ntokens, d == s->ndocs - 1 ? " = the tokens" : "",
                             (ull)ends[d]);
     }
-    int32_t *scratch = dst ? NULL : zf_xmalloc((size_t)(s->chunk < s->ntokens ? s->chunk : s->ntokens) * 4 + 4);
+    int32_t *scratch = dst ? NULL : claim_realloc(NULL, (s->chunk < s->ntokens ? s->chunk : s->ntokens) * 4 + 4);
+    if (!dst && !scratch && rc == 0)
+        rc = zf_err_set(err, "%s: byte %llu: chunk of the %s segment at byte %llu: expected frames that fit in memory, "
+                        "got %llu tokens", p, (ull)(s->off + 64), split_label(s->split), (ull)s->off,
+                        (ull)s->chunk);
     uint64_t d = 0;
     for (uint64_t f = 0; f < s->nframes && rc == 0; f++) {
         uint64_t first = f * s->chunk, n = s->ntokens - first < s->chunk ? s->ntokens - first : s->chunk;

@@ -298,6 +298,8 @@ static const char *quote_tok(const char *s, size_t n, char *buf, size_t cap)
     } else {
         snprintf(buf, cap, "%.*s", (int)n, s);
     }
+    for (char *c = buf; *c; c++) /* for one-line messages */
+        if ((unsigned char)*c < 0x20 || *c == 0x7f) *c = '?';
     return buf;
 }
 
@@ -307,6 +309,8 @@ static json_t *load_json(const char *path, zf_err *err)
     json_t *j = json_load_file(path, JSON_REJECT_DUPLICATES, &je);
     if (!j) {
         if (!file_exists(path)) return zf_err_set(err, "%s: cannot open: %s", path, strerror(errno)), NULL;
+        for (char *c = je.text; *c; c++) /* jansson quotes the bad token raw: keep one line */
+            if ((unsigned char)*c < 0x20 || *c == 0x7f) *c = '?';
         zf_err_set(err, "%s:%d:%d: %s", path, je.line, je.column, je.text);
     }
     return j;
@@ -486,8 +490,10 @@ static int load_from_tokenizer_json(zf_bpe *b, const char *path, zf_err *err)
     }
     json_t *type = json_object_get(model, "type");
     if (type && !(json_is_string(type) && !strcmp(json_string_value(type), "BPE"))) {
+        char q[80];
         zf_err_set(err, "%s: model.type: expected \"BPE\", got %s", path,
-                   json_is_string(type) ? json_string_value(type) : "a non-string");
+                   json_is_string(type) ? quote_tok(json_string_value(type), strlen(json_string_value(type)), q, sizeof q)
+                                        : "a non-string");
         goto out;
     }
     static const char *const must_be_null[] = { "dropout", "continuing_subword_prefix", "end_of_word_suffix" };
@@ -541,7 +547,8 @@ static int load_from_tokenizer_json(zf_bpe *b, const char *path, zf_err *err)
             const char *s = json_string_value(m);
             const char *sp = strchr(s, ' ');
             if (!sp || sp == s || !sp[1] || strchr(sp + 1, ' ')) {
-                zf_err_set(err, "%s: expected 'LEFT RIGHT', got '%s'", where, s);
+                char q[80];
+                zf_err_set(err, "%s: expected 'LEFT RIGHT', got '%s'", where, quote_tok(s, strlen(s), q, sizeof q));
                 goto out;
             }
             l = s, ln = (size_t)(sp - s), r = sp + 1, rn = strlen(sp + 1);
@@ -575,7 +582,9 @@ static int load_added_tokens_json(zf_bpe *b, int *cap, const char *path, zf_err 
         json_t *v;
         json_object_foreach(root, k, v) {
             if (!json_is_integer(v) || !k[0]) {
-                rc = zf_err_set(err, "%s: '%s': expected a non-empty token with an integer id", path, k);
+                char q[80];
+                rc = zf_err_set(err, "%s: '%s': expected a non-empty token with an integer id", path,
+                                quote_tok(k, strlen(k), q, sizeof q));
                 break;
             }
             int32_t tid = str_lookup(b, k, strlen(k));

@@ -5,7 +5,11 @@
  * zf_tokstr_open/read/read_split/verify; checkpoint tensors and meta.json
  * zf_ckpt_tensor_info/read_tensor/read_raw/read_meta; safetensors
  * zf_st_open/read_f32; DeepSpeed configs zf_ds_config_load; BPE vocab.json and
- * merges.txt zf_bpe_load), N deterministic mutations (fixed seed, zf_rng) of
+ * merges.txt zf_bpe_load, also tokenizer.json and added_tokens.json;
+ * checkpoints' `latest` through zf_ckpt_resolve and meta.json's
+ * optimizer.shards zf_ckpt_read_shards; Hugging Face model directories
+ * zf_hf_load, config.json and the safetensors header mutated; dataset files
+ * zf_dataset_resolve/foreach_doc, JSON Lines and plain text), N deterministic mutations (fixed seed, zf_rng) of
  * valid inputs made with the module's own writer: bit flips, random bytes,
  * "interesting" bytes (0, 0xff, 0x7f, 0x80, JSON punctuation), words set to
  * extremes (length fields), truncation, extension with garbage, duplicated
@@ -21,7 +25,8 @@
  *
  * Env: ZF_FUZZ_ITERS=N iterations per decoder (default: a per-decoder count
  * that keeps the test near a few seconds); ZF_FUZZ_SEED=S another seed;
- * ZF_FUZZ_ONLY=NAME one decoder (msg, tokstr, ckpt, st, ds, bpe);
+ * ZF_FUZZ_ONLY=NAME one decoder (msg, tokstr, ckpt, st, ds, bpe, bpejson,
+ * ckptmeta, hf, dataset);
  * ZF_FUZZ_TRACE=1 prints each iteration before running it (to find the
  * input behind a sanitizer report: the mutated file is left in the scratch
  * directory when the process dies). */
@@ -30,12 +35,17 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 #include "bpe.h"
 #include "ckpt.h"
+#include "ckpt_consolidate.h"
+#include "dataset.h"
 #include "ds_config.h"
 #include "hash.h"
+#include "hf_model.h"
+#include "model.h"
 #include "msg.h"
 #include "rng.h"
 #include "safetensors.h"
@@ -188,6 +198,11 @@ static uint64_t le64(const uint8_t *p)
 static void put_le32(uint8_t *p, uint32_t v)
 {
     for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static void put_le64(uint8_t *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (8 * i));
 }
 
 /* Recompute the checksums of every token stream segment header (and its
@@ -382,6 +397,51 @@ static void fuzz_tokstr(void)
         zf_tokstr_close(ts);
     }
     printf("tokstr: %ld mutations (%ld opened) in %.2f s\n", n, ok, zf_now() - t0);
+    /* Regression: a sparse file (a few KiB on disk) whose one consistent
+     * segment claims a 2^28-byte document table frame holding 2^33
+     * documents (64 GiB decoded, within LZ4's 260x): verify allocated the
+     * claim with zf_xmalloc and the process died; now a one-line error. */
+    {
+        const uint64_t D = (uint64_t)1 << 28, FB = (uint64_t)1 << 21, NF = 32, CH = (uint64_t)1 << 28;
+        uint8_t h[ZF_TOKSTR_HEADER_BYTES], idx[32 * 24];
+        memset(h, 0, sizeof h);
+        memcpy(h, ZF_TOKSTR_MAGIC, 8);
+        put_le32(h + 8, ZF_TOKSTR_VERSION);
+        put_le32(h + 12, ZF_TOKSTR_HEADER_BYTES);
+        put_le64(h + 16, v.hash);
+        put_le32(h + 24, v.size);
+        put_le32(h + 28, (uint32_t)v.eot);
+        put_le32(h + 32, 2);
+        put_le32(h + 44, 1);
+        put_le64(h + 48, NF * CH);
+        put_le64(h + 56, NF * CH);
+        put_le64(h + 64, CH);
+        put_le64(h + 72, D);
+        put_le64(h + 80, NF * FB);
+        put_le64(h + 88, sizeof idx);
+        for (uint64_t f = 0; f < NF; f++) {
+            put_le64(idx + f * 24, f * CH);
+            put_le64(idx + f * 24 + 8, ZF_TOKSTR_HEADER_BYTES + D + f * FB);
+            put_le64(idx + f * 24 + 16, FB);
+        }
+        put_le32(h + 96, zf_fnv1a32(idx, sizeof idx));
+        put_le32(h + 100, zf_fnv1a32(h, 100));
+        int fd = open(fz, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        CHECK(fd >= 0 && pwrite(fd, h, sizeof h, 0) == (ssize_t)sizeof h &&
+                  pwrite(fd, idx, sizeof idx, (off_t)(sizeof h + D + NF * FB)) == (ssize_t)sizeof idx,
+              "write sparse %s", fz);
+        if (fd >= 0) close(fd);
+        zf_tokstr *ts = NULL;
+        err.msg[0] = 0;
+        if (zf_tokstr_open(fz, NULL, "fuzz", &ts, &err) == 0) {
+            err.msg[0] = 0;
+            CHECK(zf_tokstr_verify(ts, &err) == -1 && strstr(err.msg, "document table") && !strchr(err.msg, '\n'),
+                  "tokstr claiming a 64 GiB document table: verify gave '%s'", err.msg);
+            zf_tokstr_close(ts);
+        } else {
+            check_reason("tokstr sparse open", -1, &err);
+        }
+    }
     free(orig.p);
     unlink(path);
     unlink(fz);
@@ -640,6 +700,63 @@ static void bl(const char *text, char *out)
     *out = 0;
 }
 
+
+/* "{" and the 256 byte symbols of a GPT-2 vocab.json ("SYM": BYTE, ...),
+ * written at o; returns the end. */
+static char *byte_symbols(char *o)
+{
+    o += sprintf(o, "{");
+    for (int c = 0; c < 256; c++) {
+        char one[2] = {(char)c, 0}, b[8];
+        if (c == 0) strcpy(b, "\xc4\x80");
+        else bl(one, b);
+        if (!strcmp(b, "\"") || !strcmp(b, "\\")) o += sprintf(o, "\"\\%s\": %d, ", b, c);
+        else o += sprintf(o, "\"%s\": %d, ", b, c);
+    }
+    return o;
+}
+
+/* Loads dir, round-trips the text when the tokenizer has every byte. */
+static void bpe_use(const char *what, long it, const char *dir, long *ok)
+{
+    static const char text[] = "hello there<|endoftext|> the\xff\xfe ll\xc3\xa9o \n\n";
+    zf_err err;
+    zf_bpe *b = NULL;
+    err.msg[0] = 0;
+    if (zf_bpe_load(dir, &b, &err) != 0) {
+        CHECK(b == NULL, "%s %ld: failure left a tokenizer", what, it);
+        check_reason(what, it, &err);
+        return;
+    }
+    ++*ok;
+    zf_ids ids = {0};
+    int all_bytes = 1;
+    for (int c = 0; c < 256 && all_bytes; c++) {
+        char ch = (char)c;
+        ids.len = 0;
+        all_bytes = zf_bpe_encode(b, &ch, 1, 0, &ids, &err) == 0 && ids.len == 1;
+    }
+    ids.len = 0;
+    err.msg[0] = 0;
+    if (zf_bpe_encode(b, text, sizeof text - 1, 1, &ids, &err) == 0) {
+        for (size_t i = 0; i < ids.len; i++)
+            CHECK(ids.data[i] >= 0 && ids.data[i] < zf_bpe_vocab_size(b), "%s %ld: id %d beyond vocab %d", what, it,
+                  ids.data[i], zf_bpe_vocab_size(b));
+        char *back = NULL;
+        size_t blen = 0;
+        err.msg[0] = 0;
+        if (zf_bpe_decode(b, ids.data, ids.len, &back, &blen, &err) == 0)
+            CHECK(!all_bytes || (blen == sizeof text - 1 && memcmp(back, text, blen) == 0),
+                  "%s %ld: decode(encode(x)) != x (%zu bytes)", what, it, blen);
+        else check_reason("bpe decode", it, &err);
+        free(back);
+    } else {
+        check_reason("bpe encode", it, &err);
+    }
+    zf_ids_free(&ids);
+    zf_bpe_free(b);
+}
+
 static void fuzz_bpe(void)
 {
     char dir[600], vp[700], mp[700];
@@ -654,14 +771,7 @@ static void fuzz_bpe(void)
     static const char *const merges[][2] = {{"h", "e"}, {" ", "t"}, {" t", "he"}, {"l", "l"}, {"o", " "}, {"ll", "o "}};
     const int nm = (int)(sizeof merges / sizeof *merges);
     char *v = malloc(1 << 15), *o = v, *m = malloc(4096), *mo = m;
-    o += sprintf(o, "{");
-    for (int c = 0; c < 256; c++) {
-        char s[2] = {(char)c, 0}, b[8];
-        if (c == 0) strcpy(b, "\xc4\x80");
-        else bl(s, b);
-        if (!strcmp(b, "\"") || !strcmp(b, "\\")) o += sprintf(o, "\"\\%s\": %d, ", b, c);
-        else o += sprintf(o, "\"%s\": %d, ", b, c);
-    }
+    o = byte_symbols(o);
     mo += sprintf(mo, "#version: 0.2\n");
     for (int i = 0; i < nm; i++) {
         char l[16], rr[16];
@@ -682,7 +792,6 @@ static void fuzz_bpe(void)
         return;
     }
     zf_bpe_free(b);
-    static const char text[] = "hello there<|endoftext|> the\xff\xfe ll\xc3\xa9o \n\n";
     zf_rng r;
     zf_rng_seed(&r, g_seed, 6);
     long n = iters(1500), ok = 0;
@@ -694,39 +803,7 @@ static void fuzz_bpe(void)
         trace(fi ? "merges.txt" : "vocab.json", it, ops);
         spit(paths[fi], in.p, in.n);
         free(in.p);
-        b = NULL;
-        err.msg[0] = 0;
-        if (zf_bpe_load(dir, &b, &err) == 0) {
-            ok++;
-            zf_ids ids = {0};
-            /* bytes missing from the vocabulary are dropped (as HF does):
-             * round trips are exact only when all 256 have a symbol */
-            int all_bytes = 1;
-            for (int c = 0; c < 256 && all_bytes; c++) {
-                char ch = (char)c;
-                ids.len = 0;
-                all_bytes = zf_bpe_encode(b, &ch, 1, 0, &ids, &err) == 0 && ids.len == 1;
-            }
-            ids.len = 0;
-            err.msg[0] = 0;
-            if (zf_bpe_encode(b, text, sizeof text - 1, 1, &ids, &err) == 0) {
-                char *back = NULL;
-                size_t blen = 0;
-                err.msg[0] = 0;
-                if (zf_bpe_decode(b, ids.data, ids.len, &back, &blen, &err) == 0)
-                    CHECK(!all_bytes || (blen == sizeof text - 1 && memcmp(back, text, blen) == 0),
-                          "bpe %ld: decode(encode(x)) != x (%zu bytes)", it, blen);
-                else check_reason("bpe decode", it, &err);
-                free(back);
-            } else {
-                check_reason("bpe encode", it, &err);
-            }
-            zf_ids_free(&ids);
-            zf_bpe_free(b);
-        } else {
-            CHECK(b == NULL, "bpe %ld: failure left a tokenizer", it);
-            check_reason("bpe load", it, &err);
-        }
+        bpe_use("bpe", it, dir, &ok);
         spit(paths[fi], orig[fi].p, orig[fi].n);
     }
     printf("bpe: %ld mutations (%ld loaded) in %.2f s\n", n, ok, zf_now() - t0);
@@ -735,6 +812,354 @@ static void fuzz_bpe(void)
     unlink(vp);
     unlink(mp);
     rmdir(dir);
+}
+
+/* ---- BPE tokenizer.json and added_tokens.json -------------------------- */
+
+static void fuzz_bpe_json(void)
+{
+    char dir[600], tp[700], dir2[600], vp[700], mp[700], ap[700];
+    path_of(dir, sizeof dir, "bpej");
+    path_of(dir2, sizeof dir2, "bpea");
+    snprintf(tp, sizeof tp, "%s/tokenizer.json", dir);
+    snprintf(vp, sizeof vp, "%s/vocab.json", dir2);
+    snprintf(mp, sizeof mp, "%s/merges.txt", dir2);
+    snprintf(ap, sizeof ap, "%s/added_tokens.json", dir2);
+    if (mkdir(dir, 0700) != 0 || mkdir(dir2, 0700) != 0) {
+        CHECK(0, "mkdir %s", dir);
+        return;
+    }
+    static const char *const merges[][2] = {{"h", "e"}, {" ", "t"}, {" t", "he"}, {"l", "l"}, {"o", " "}, {"ll", "o "}};
+    const int nm = (int)(sizeof merges / sizeof *merges);
+    char *vocab = malloc(1 << 15), *o = vocab, *mj = malloc(4096), *mjo = mj, *mt = malloc(4096), *mto = mt;
+    o = byte_symbols(o);
+    mto += sprintf(mto, "#version: 0.2\n");
+    for (int i = 0; i < nm; i++) {
+        char l[16], rr[16];
+        bl(merges[i][0], l);
+        bl(merges[i][1], rr);
+        o += sprintf(o, "\"%s%s\": %d%s", l, rr, 256 + i, i + 1 < nm ? ", " : "}");
+        /* both merge spellings: "l r" and ["l", "r"] */
+        mjo += sprintf(mjo, i % 2 ? "%s[\"%s\", \"%s\"]" : "%s\"%s %s\"", i ? ", " : "", l, rr);
+        mto += sprintf(mto, "%s %s\n", l, rr);
+    }
+    char *tj = malloc(1 << 16);
+    snprintf(tj, 1 << 16,
+             "{\"version\": \"1.0\", \"truncation\": null, \"padding\": null, \"added_tokens\": [{\"id\": %d, "
+             "\"content\": \"<|endoftext|>\", \"single_word\": false, \"lstrip\": false, \"rstrip\": false, "
+             "\"normalized\": true, \"special\": true}, {\"id\": %d, \"content\": \"<|pad|>\", \"single_word\": false, "
+             "\"lstrip\": true, \"rstrip\": false, \"normalized\": false, \"special\": true}], \"normalizer\": null, "
+             "\"pre_tokenizer\": {\"type\": \"ByteLevel\", \"add_prefix_space\": false, \"trim_offsets\": true, "
+             "\"use_regex\": true}, \"post_processor\": null, \"decoder\": {\"type\": \"ByteLevel\"}, \"model\": "
+             "{\"type\": \"BPE\", \"dropout\": null, \"unk_token\": null, \"continuing_subword_prefix\": null, "
+             "\"end_of_word_suffix\": null, \"fuse_unk\": false, \"byte_fallback\": false, \"ignore_merges\": false, "
+             "\"vocab\": %s, \"merges\": [%s]}}",
+             256 + nm, 257 + nm, vocab, mj);
+    char vj[1 << 15];
+    snprintf(vj, sizeof vj, "%.*s, \"<|endoftext|>\": %d}", (int)strlen(vocab) - 1, vocab, 256 + nm);
+    static const char added[] = "{\"<|pad|>\": 263, \"<|sep|>\": 264, \"\\u00e9t\\u00e9\": 265}";
+    spit(tp, (const uint8_t *)tj, strlen(tj));
+    spit(vp, (const uint8_t *)vj, strlen(vj));
+    spit(mp, (const uint8_t *)mt, strlen(mt));
+    spit(ap, (const uint8_t *)added, strlen(added));
+    zf_err err;
+    zf_bpe *b = NULL;
+    for (int k = 0; k < 2; k++) {
+        if (zf_bpe_load(k ? dir2 : dir, &b, &err) != 0) {
+            CHECK(0, "bpe seed %s does not load: %s", k ? ap : tp, err.msg);
+            return;
+        }
+        CHECK(zf_bpe_vocab_size(b) == (k ? 266 : 264), "seed %d: vocab size %d", k, zf_bpe_vocab_size(b));
+        zf_bpe_free(b);
+    }
+    bytes orig[2] = {{(uint8_t *)tj, strlen(tj)}, {(uint8_t *)added, strlen(added)}};
+    zf_rng r;
+    zf_rng_seed(&r, g_seed, 7);
+    long n = iters(1500), ok = 0;
+    char ops[256];
+    double t0 = zf_now();
+    for (long it = 0; it < n; it++) {
+        int fi = (int)zf_rng_below(&r, 2);
+        bytes in = mutate(&r, &orig[fi], (size_t)1 << 20, ops, sizeof ops);
+        trace(fi ? "added_tokens.json" : "tokenizer.json", it, ops);
+        spit(fi ? ap : tp, in.p, in.n);
+        free(in.p);
+        bpe_use(fi ? "bpe added_tokens.json" : "bpe tokenizer.json", it, fi ? dir2 : dir, &ok);
+        spit(fi ? ap : tp, orig[fi].p, orig[fi].n);
+    }
+    printf("bpe json: %ld mutations (%ld loaded) in %.2f s\n", n, ok, zf_now() - t0);
+    free(vocab);
+    free(mj);
+    free(mt);
+    free(tj);
+    unlink(tp);
+    unlink(vp);
+    unlink(mp);
+    unlink(ap);
+    rmdir(dir);
+    rmdir(dir2);
+}
+
+/* ---- checkpoints: latest, zf_ckpt_resolve, optimizer.shards ----------- */
+
+static void fuzz_ckpt_meta(void)
+{
+    char out[600], step[700], root[700], latest[800], meta[800];
+    path_of(out, sizeof out, "ckptm");
+    snprintf(root, sizeof root, "%s/checkpoints", out);
+    snprintf(latest, sizeof latest, "%s/latest", root);
+    zf_err err;
+    zf_ckpt_writer *w;
+    if (zf_ckpt_begin(out, 7, &w, &err) != 0 ||
+        zf_ckpt_set_meta(w,
+                         "{\"world_size\": 3, \"optimizer\": {\"shards\": [{\"rank\": 0, \"offset\": 0, \"numel\": 40},"
+                         " {\"rank\": 2, \"offset\": 80, \"numel\": 20}, {\"rank\": 1, \"offset\": 40, \"numel\": 40}]},"
+                         " \"trainer\": {\"step\": 7}}",
+                         &err) ||
+        zf_ckpt_commit(w, 0, step, sizeof step, &err)) {
+        CHECK(0, "write checkpoint: %s", err.msg);
+        return;
+    }
+    snprintf(meta, sizeof meta, "%s/meta.json", step);
+    bytes orig[2] = {slurp(latest), slurp(meta)};
+    CHECK(orig[0].p && orig[1].p, "read %s, %s", latest, meta);
+    if (!orig[0].p || !orig[1].p) return;
+    const char *paths[2] = {latest, meta};
+    zf_rng r;
+    zf_rng_seed(&r, g_seed, 8);
+    long n = iters(2500), ok = 0;
+    char ops[256], got[1024];
+    double t0 = zf_now();
+    for (long it = 0; it < n; it++) {
+        int fi = (int)zf_rng_below(&r, 2);
+        bytes in = mutate(&r, &orig[fi], (size_t)1 << 16, ops, sizeof ops);
+        trace(fi ? "ckpt meta.json shards" : "ckpt latest", it, ops);
+        spit(paths[fi], in.p, in.n);
+        free(in.p);
+        /* resolving the output dir, the checkpoints dir, the step dir */
+        const char *from[3] = {out, root, step};
+        for (int k = 0; k < 3; k++) {
+            err.msg[0] = 0;
+            got[0] = 0;
+            if (zf_ckpt_resolve(from[k], got, sizeof got, &err) == 0) {
+                if (k == 2) CHECK(strcmp(got, step) == 0, "ckpt resolve %ld: %s", it, got);
+                struct stat st;
+                char mp[1100];
+                snprintf(mp, sizeof mp, "%s/meta.json", got);
+                CHECK(stat(mp, &st) == 0, "ckpt resolve %ld: %s has no meta.json", it, got);
+                ok += k == 0;
+            } else {
+                check_reason("ckpt resolve", it, &err);
+            }
+        }
+        if (fi == 1) {
+            zf_ckpt_shard *sh = NULL;
+            int count = 0;
+            err.msg[0] = 0;
+            size_t total = 100;
+            if (zf_ckpt_read_shards(step, total, &sh, &count, &err) == 0) {
+                CHECK(count >= 1 && sh, "ckpt shards %ld: %d shards", it, count);
+                for (int i = 0; i < count; i++)
+                    CHECK(sh[i].rank >= 0 && sh[i].rank < count && sh[i].offset <= total &&
+                              sh[i].numel <= total - sh[i].offset,
+                          "ckpt shards %ld: shard %d rank %d [%zu, +%zu)", it, i, sh[i].rank, sh[i].offset,
+                          sh[i].numel);
+                free(sh);
+            } else {
+                CHECK(sh == NULL && count == 0, "ckpt shards %ld: failure left shards", it);
+                check_reason("ckpt shards", it, &err);
+            }
+        }
+        spit(paths[fi], orig[fi].p, orig[fi].n);
+    }
+    printf("ckpt latest/shards: %ld mutations (%ld resolved) in %.2f s\n", n, ok, zf_now() - t0);
+    free(orig[0].p);
+    free(orig[1].p);
+}
+
+/* ---- Hugging Face model directories ------------------------------------ */
+
+static void fuzz_hf(void)
+{
+    char dir[600], cp[700], sp[700];
+    path_of(dir, sizeof dir, "hf");
+    snprintf(cp, sizeof cp, "%s/config.json", dir);
+    snprintf(sp, sizeof sp, "%s/model.safetensors", dir);
+    zf_gpt2_config cfg = {2, 2, 8, 16, 20, 1e-5f, 0.1f, 0.1f, 0.1f};
+    zf_param_table t;
+    zf_gpt2_param_table(&cfg, &t);
+    float *params = zf_params_alloc(&t);
+    zf_gpt2_init_params(&cfg, &t, params, 11);
+    zf_err err;
+    if (zf_hf_save(dir, &cfg, &t, params, NULL, &err) != 0) {
+        CHECK(0, "hf save: %s", err.msg);
+        return;
+    }
+    bytes orig[2] = {slurp(cp), slurp(sp)};
+    CHECK(orig[0].p && orig[1].p, "read %s", dir);
+    if (!orig[0].p || !orig[1].p) return;
+    const char *paths[2] = {cp, sp};
+    size_t hlen = orig[1].n >= 8 ? (size_t)le64(orig[1].p) + 8 : 0;
+    zf_rng r;
+    zf_rng_seed(&r, g_seed, 9);
+    long n = iters(1500), ok = 0;
+    char ops[256];
+    double t0 = zf_now();
+    for (long it = 0; it < n; it++) {
+        int fi = (int)zf_rng_below(&r, 2);
+        bytes in;
+        if (fi == 1 && hlen && hlen <= orig[1].n && zf_rng_below(&r, 4)) {
+            /* mostly the header (length word + JSON), the data kept */
+            bytes hdr = {orig[1].p, hlen};
+            bytes m = mutate(&r, &hdr, (size_t)1 << 20, ops, sizeof ops);
+            in.n = m.n + orig[1].n - hlen;
+            in.p = malloc(in.n + 1);
+            memcpy(in.p, m.p, m.n);
+            memcpy(in.p + m.n, orig[1].p + hlen, orig[1].n - hlen);
+            free(m.p);
+        } else {
+            in = mutate(&r, &orig[fi], (size_t)1 << 20, ops, sizeof ops);
+        }
+        trace(fi ? "hf model.safetensors" : "hf config.json", it, ops);
+        spit(paths[fi], in.p, in.n);
+        free(in.p);
+        zf_gpt2_config c2;
+        zf_param_table t2;
+        float *p2 = NULL;
+        err.msg[0] = 0;
+        if (zf_hf_load(dir, &c2, &t2, &p2, &err) == 0) {
+            ok++;
+            CHECK(p2 && zf_gpt2_config_check(&c2, "loaded", &err) == 0, "hf %ld: loaded an unusable model", it);
+            /* what loads is the saved model, or (values mutated) the same shape */
+            CHECK(t2.total == t.total && c2.n_embd == cfg.n_embd && c2.n_layer == cfg.n_layer &&
+                      c2.vocab_size == cfg.vocab_size,
+                  "hf %ld: loaded %zu floats (n_embd %d), saved %zu", it, t2.total, c2.n_embd, t.total);
+            if (fi == 0 && p2 && t2.total == t.total)
+                CHECK(memcmp(p2, params, t.total * sizeof *params) == 0, "hf %ld: config change altered weights", it);
+            free(p2);
+            zf_param_table_free(&t2);
+        } else {
+            CHECK(p2 == NULL, "hf %ld: failure left parameters", it);
+            check_reason("hf load", it, &err);
+        }
+        spit(paths[fi], orig[fi].p, orig[fi].n);
+    }
+    printf("hf: %ld mutations (%ld loaded) in %.2f s\n", n, ok, zf_now() - t0);
+    /* Regression: config.json alone sized the parameter buffer, so one
+     * claiming 2^44 parameters beside a small model.safetensors died in
+     * zf_params_alloc; now refused against the weights file's size. */
+    {
+        zf_gpt2_config huge = {1024, 64, 65536, 1024, 50257, 1e-5f, 0.1f, 0.1f, 0.1f};
+        CHECK(zf_gpt2_config_save(cp, &huge, &err) == 0, "hf save config: %s", err.msg);
+        zf_gpt2_config c2;
+        zf_param_table t2;
+        float *p2 = NULL;
+        err.msg[0] = 0;
+        CHECK(zf_hf_load(dir, &c2, &t2, &p2, &err) == -1 && strstr(err.msg, "parameters"),
+              "hf config claiming 2^45 parameters: %s", err.msg);
+        spit(cp, orig[0].p, orig[0].n);
+    }
+    free(orig[0].p);
+    free(orig[1].p);
+    free(params);
+    zf_param_table_free(&t);
+}
+
+/* ---- dataset readers ---------------------------------------------------- */
+
+typedef struct doc_stats {
+    long docs;
+    size_t bytes;
+    int bad;
+} doc_stats;
+
+static int count_doc(void *ctx, const char *text, size_t len)
+{
+    doc_stats *d = ctx;
+    if (len == 0 || !text) d->bad = 1;
+    d->docs++;
+    d->bytes += len;
+    /* touch every byte (ASan sees a read past the document) */
+    volatile char c = 0;
+    for (size_t i = 0; i < len; i++) c ^= text[i];
+    (void)c;
+    return 0;
+}
+
+static void fuzz_dataset(void)
+{
+    char jp[600], tp[600];
+    path_of(jp, sizeof jp, "data.jsonl");
+    path_of(tp, sizeof tp, "data.txt");
+    static const char jsonl[] =
+        "{\"text\": \"first document\\nwith two lines\", \"id\": 1}\n"
+        "{\"id\": 2, \"text\": \"caf\\u00e9 \\ud83d\\ude00 tab\\there\"}\n"
+        "\n"
+        "{\"text\": \"\", \"meta\": {\"x\": [1, 2]}}\n"
+        "{\"text\": \"third\"}\r\n"
+        "{\"text\": \"escaped \\\"quote\\\" and \\\\ backslash\"}\n";
+    static const char txt[] = "Alpha beta\ngamma\n\n\n  \t\nSecond doc\r\nline two\n\nthird\n";
+    spit(jp, (const uint8_t *)jsonl, strlen(jsonl));
+    spit(tp, (const uint8_t *)txt, strlen(txt));
+    bytes orig[2] = {{(uint8_t *)jsonl, strlen(jsonl)}, {(uint8_t *)txt, strlen(txt)}};
+    const char *paths[2] = {jp, tp};
+    zf_err err;
+    zf_dataset_spec spec;
+    for (int k = 0; k < 2; k++) {
+        zf_dataset_spec_default(&spec);
+        zf_dataset_files f;
+        doc_stats d = {0, 0, 0};
+        CHECK(zf_dataset_spec_set(&spec, paths[k], "", "text", &err) == 0 &&
+                  zf_dataset_resolve(&spec, g_dir, &f, &err) == 0,
+              "dataset seed %s: %s", paths[k], err.msg);
+        for (int s = 0; s < ZF_SPLIT_COUNT; s++)
+            CHECK(zf_dataset_foreach_doc(&f, (zf_split)s, &spec, count_doc, &d, &err) == 0, "seed %s: %s",
+                  paths[k], err.msg);
+        CHECK(d.docs == (k ? 3 : 4) && !d.bad, "dataset seed %s: %ld documents", paths[k], d.docs);
+        zf_dataset_files_free(&f);
+    }
+    zf_rng r;
+    zf_rng_seed(&r, g_seed, 10);
+    long n = iters(4000), ok = 0;
+    char ops[256];
+    double t0 = zf_now();
+    for (long it = 0; it < n; it++) {
+        int fi = (int)zf_rng_below(&r, 2);
+        bytes in = mutate(&r, &orig[fi], (size_t)1 << 16, ops, sizeof ops);
+        trace(fi ? "dataset txt" : "dataset jsonl", it, ops);
+        spit(paths[fi], in.p, in.n);
+        size_t in_n = in.n;
+        free(in.p);
+        zf_dataset_spec_default(&spec);
+        zf_dataset_files f;
+        err.msg[0] = 0;
+        if (zf_dataset_spec_set(&spec, paths[fi], "", "text", &err) != 0 ||
+            zf_dataset_resolve(&spec, g_dir, &f, &err) != 0) {
+            CHECK(0, "dataset %ld: resolve: %s", it, err.msg);
+            continue;
+        }
+        doc_stats d = {0, 0, 0};
+        int good = 1;
+        for (int s = 0; s < ZF_SPLIT_COUNT; s++) {
+            err.msg[0] = 0;
+            int rc = zf_dataset_foreach_doc(&f, (zf_split)s, &spec, count_doc, &d, &err);
+            if (rc != 0) {
+                CHECK(rc == -1, "dataset %ld: foreach returned %d", it, rc);
+                check_reason("dataset foreach", it, &err);
+                good = 0;
+                break;
+            }
+        }
+        CHECK(!d.bad, "dataset %ld: an empty document was passed", it);
+        /* text: documents are slices of the file; JSONL unescaping of
+         * \uXXXX gives at most 3 bytes for 6 */
+        if (good) CHECK(d.bytes <= in_n * 3, "dataset %ld: %zu document bytes from a %zu-byte file", it, d.bytes, in_n);
+        ok += good;
+        zf_dataset_files_free(&f);
+    }
+    printf("dataset: %ld mutations (%ld read) in %.2f s\n", n, ok, zf_now() - t0);
+    unlink(jp);
+    unlink(tp);
 }
 
 int main(void)
@@ -755,6 +1180,10 @@ int main(void)
     if (want("st")) fuzz_st();
     if (want("ds")) fuzz_ds();
     if (want("bpe")) fuzz_bpe();
+    if (want("bpejson")) fuzz_bpe_json();
+    if (want("ckptmeta")) fuzz_ckpt_meta();
+    if (want("hf")) fuzz_hf();
+    if (want("dataset")) fuzz_dataset();
     zf_check_rm_rf(g_dir);
     return zf_check_summary("test_fuzz_decoders");
 }

@@ -51,6 +51,7 @@
 #include "safetensors.h"
 #include "token_stream.h"
 #include "zf_check.h"
+#include "zf_msg_samples.h"
 
 static char g_dir[512];
 static uint64_t g_seed = 0x5EEDF0220ULL;
@@ -233,30 +234,6 @@ static void fix_zft_sums(bytes *b)
 
 /* ---- bus messages ------------------------------------------------------- */
 
-static zf_msg *build_msg(const char *type, int all, int seed)
-{
-    zf_msg *m = zf_msg_new(type);
-    int n = zf_msg_field_count(type);
-    for (int j = 0; j < n; j++) {
-        const char *name;
-        zf_msg_kind kind;
-        int req;
-        zf_msg_field_info(type, j, &name, &kind, &req);
-        if (!req && !all) continue;
-        char s[64];
-        switch (kind) {
-        case ZF_MSG_INT: zf_msg_set_int(m, name, (int64_t)(seed * 977 + j) * (j % 2 ? -1 : 1) * 1000003LL); break;
-        case ZF_MSG_F64: zf_msg_set_f64(m, name, (seed + 1) * 0.25 - j / 7.0); break;
-        case ZF_MSG_BOOL: zf_msg_set_bool(m, name, (seed + j) % 2); break;
-        default:
-            snprintf(s, sizeof s, "%s-%d-\xc3\xa9", name, seed + j);
-            zf_msg_set_str(m, name, s);
-            break;
-        }
-    }
-    return m;
-}
-
 static void fuzz_msg(void)
 {
     int ntypes = zf_msg_type_count();
@@ -265,7 +242,7 @@ static void fuzz_msg(void)
     zf_err err;
     for (int t = 0; t < ntypes; t++)
         for (int all = 0; all < 2; all++) {
-            zf_msg *m = build_msg(zf_msg_type_name(t), all, t);
+            zf_msg *m = zf_sample_msg(zf_msg_type_name(t), all, t);
             void *buf;
             size_t len;
             if (zf_msg_encode(m, &buf, &len, &err) == 0) seeds[nseeds++] = (bytes){buf, len};

@@ -21,37 +21,7 @@
 #include "rng.h"
 #include "schema.h"
 #include "zf_check.h"
-
-/* ---- building test messages --------------------------------------------- */
-
-/* Fill field j of m with a value derived from (seed, j). */
-static void fill_field(zf_msg *m, const char *name, zf_msg_kind kind, int j, int seed)
-{
-    char s[64];
-    switch (kind) {
-    case ZF_MSG_INT: zf_msg_set_int(m, name, (int64_t)(seed * 1000 + j) * (j % 2 ? -1 : 1) * 123456789LL); break;
-    case ZF_MSG_F64: zf_msg_set_f64(m, name, (seed + 1) * 0.1 + j / 3.0); break;
-    case ZF_MSG_BOOL: zf_msg_set_bool(m, name, (seed + j) % 2); break;
-    default:
-        snprintf(s, sizeof s, "%s-%d-\xc3\xa9\"q\\\n", name, seed + j); /* UTF-8, quote, backslash, newline */
-        zf_msg_set_str(m, name, s);
-        break;
-    }
-}
-
-static zf_msg *build(const char *type, int all, int seed)
-{
-    zf_msg *m = zf_msg_new(type);
-    int n = zf_msg_field_count(type);
-    for (int j = 0; j < n; j++) {
-        const char *name;
-        zf_msg_kind kind;
-        int req;
-        zf_msg_field_info(type, j, &name, &kind, &req);
-        if (req || all) fill_field(m, name, kind, j, seed);
-    }
-    return m;
-}
+#include "zf_msg_samples.h"
 
 /* Field-by-field equality (doubles bitwise: msgpack carries float64 exactly). */
 static int msg_equal(const zf_msg *a, const zf_msg *b)
@@ -188,7 +158,7 @@ static void test_roundtrip(void)
     for (int t = 0; t < zf_msg_type_count(); t++) {
         const char *type = zf_msg_type_name(t);
         for (int all = 0; all <= 1; all++) {
-            zf_msg *m = build(type, all, t);
+            zf_msg *m = zf_sample_msg(type, all, t);
             void *buf = NULL;
             size_t len = 0;
             zf_err e = {{0}};
@@ -608,7 +578,7 @@ static void test_fuzz(void)
     void **seeds = calloc((size_t)nt * 2, sizeof *seeds);
     size_t *lens = calloc((size_t)nt * 2, sizeof *lens);
     for (int t = 0; t < nt * 2; t++) {
-        zf_msg *m = build(zf_msg_type_name(t / 2), t % 2, t);
+        zf_msg *m = zf_sample_msg(zf_msg_type_name(t / 2), t % 2, t);
         zf_err e;
         CHECK(zf_msg_encode(m, &seeds[t], &lens[t], &e) == 0, "%s", e.msg);
         zf_msg_free(m);

@@ -102,10 +102,12 @@ static inline float ftanh(float u) { return 1.0f - 2.0f / (fexp(2.0f * u) + 1.0f
 #define GELU_K0 0.7978845608028654f /* sqrt(2/pi) */
 #define GELU_K1 0.044715f
 
-/* Dropout keeps element (site, idx) when its hash-uniform is >= p. */
-static inline float keep(uint64_t seed, uint64_t site, uint64_t idx, float p, float scale)
+/* Dropout keeps element idx of the tensor keyed by key (zf_drop_key of the
+ * step's seed and the site) when its 16-bit draw is >= thr
+ * (zf_drop_threshold(p)); kept elements are scaled by 1/(1-p). */
+static inline float keep(uint64_t key, uint64_t idx, uint32_t thr, float scale)
 {
-    return zf_hash3_uniform(seed, site, idx) >= p ? scale : 0.0f;
+    return zf_drop_u16(key, idx) >= thr ? scale : 0.0f;
 }
 #define SITE_EMBD 0u
 static inline uint64_t site(int layer, int kind) { return (uint64_t)layer * 4u + (uint64_t)kind + 1u; }
@@ -221,8 +223,10 @@ static void residual_fwd(float *out, const float *in, const float *y, size_t n, 
         return;
     }
     const float sc = 1.0f / (1.0f - p);
+    const uint64_t key = zf_drop_key(seed, st);
+    const uint32_t thr = zf_drop_threshold(p);
 #pragma omp parallel for simd schedule(static)
-    for (size_t i = 0; i < n; i++) out[i] = in[i] + y[i] * keep(seed, st, ib + i, p, sc);
+    for (size_t i = 0; i < n; i++) out[i] = in[i] + y[i] * keep(key, ib + i, thr, sc);
 }
 
 /* dy = dout * mask (returns dout itself when no dropout); ib: the mask
@@ -232,8 +236,10 @@ static const float *dropout_bwd(float *dy, const float *dout, size_t n, int drop
 {
     if (!drop) return dout;
     const float sc = 1.0f / (1.0f - p);
+    const uint64_t key = zf_drop_key(seed, st);
+    const uint32_t thr = zf_drop_threshold(p);
 #pragma omp parallel for simd schedule(static)
-    for (size_t i = 0; i < n; i++) dy[i] = dout[i] * keep(seed, st, ib + i, p, sc);
+    for (size_t i = 0; i < n; i++) dy[i] = dout[i] * keep(key, ib + i, thr, sc);
     return dy;
 }
 
@@ -252,7 +258,8 @@ static void attention_fwd(zf_gpt2 *m, float *out, float *P, const float *qkv, in
         }
     const long rows = (long)B * H * T;
     const float p = m->c.attn_pdrop, sc = 1.0f / (1.0f - p);
-    const uint64_t st = site(l, K_ATTN), seed = m->seed, ib = m->row0 * (uint64_t)H * TT;
+    const uint64_t key = zf_drop_key(m->seed, site(l, K_ATTN)), ib = m->row0 * (uint64_t)H * TT;
+    const uint32_t thr = zf_drop_threshold(p);
     float *attd = m->attd;
 #pragma omp parallel for schedule(static)
     for (long r = 0; r < rows; r++) {
@@ -274,7 +281,7 @@ static void attention_fwd(zf_gpt2 *m, float *out, float *P, const float *qkv, in
         if (drop) {
             float *pd = attd + (size_t)r * T;
 #pragma omp simd
-            for (int j = 0; j <= t; j++) pd[j] = row[j] * keep(seed, st, ib + (uint64_t)r * T + j, p, sc);
+            for (int j = 0; j <= t; j++) pd[j] = row[j] * keep(key, ib + (uint64_t)r * T + j, thr, sc);
             for (int j = t + 1; j < T; j++) pd[j] = 0.0f;
         }
     }
@@ -305,7 +312,8 @@ static void attention_bwd(zf_gpt2 *m, float *dqkv, const float *dout, const floa
     /* through dropout and softmax: dS = alpha * P * (dP - sum(P dP)) */
     const long rows = (long)B * H * T;
     const float p = m->c.attn_pdrop, sc = 1.0f / (1.0f - p);
-    const uint64_t st = site(l, K_ATTN), seed = m->seed, ib = m->row0 * (uint64_t)H * TT;
+    const uint64_t key = zf_drop_key(m->seed, site(l, K_ATTN)), ib = m->row0 * (uint64_t)H * TT;
+    const uint32_t thr = zf_drop_threshold(p);
 #pragma omp parallel for schedule(static)
     for (long r = 0; r < rows; r++) {
         const int t = (int)(r % T);
@@ -315,7 +323,7 @@ static void attention_bwd(zf_gpt2 *m, float *dqkv, const float *dout, const floa
             float *pd = attd + (size_t)r * T;
 #pragma omp simd
             for (int j = 0; j <= t; j++) {
-                float k = keep(seed, st, ib + (uint64_t)r * T + j, p, sc);
+                float k = keep(key, ib + (uint64_t)r * T + j, thr, sc);
                 pd[j] = pr[j] * k;
                 g[j] *= k;
             }
@@ -514,6 +522,8 @@ float zf_gpt2_forward(zf_gpt2 *m, const int32_t *tokens, const int32_t *targets,
     {
         const float *wte = p + m->o_wte, *wpe = p + m->o_wpe;
         const float pe = m->c.embd_pdrop, sc = 1.0f / (1.0f - pe);
+        const uint64_t ekey = zf_drop_key(dropout_seed, SITE_EMBD);
+        const uint32_t ethr = zf_drop_threshold(pe);
         float *x0 = m->x0;
         const int32_t *tok = m->tok;
 #pragma omp parallel for schedule(static)
@@ -522,7 +532,7 @@ float zf_gpt2_forward(zf_gpt2 *m, const int32_t *tokens, const int32_t *targets,
             float *o = x0 + n * D;
             if (de) {
 #pragma omp simd
-                for (size_t j = 0; j < D; j++) o[j] = (a[j] + b[j]) * keep(dropout_seed, SITE_EMBD, ib + n * D + j, pe, sc);
+                for (size_t j = 0; j < D; j++) o[j] = (a[j] + b[j]) * keep(ekey, ib + n * D + j, ethr, sc);
             } else {
 #pragma omp simd
                 for (size_t j = 0; j < D; j++) o[j] = a[j] + b[j];

@@ -2,8 +2,8 @@
  * CPU in fp32, computing what Hugging Face GPT2LMHeadModel computes.
  *
  * Owns: the activation buffers of one model instance for batches up to
- * (max_B, max_T), the fused cross-entropy, dropout masks drawn from
- * zf_hash3 (same seed -> same masks on any thread count), and the KV cache
+ * (max_B, max_T), the fused cross-entropy, dropout masks drawn with
+ * lib/rng.h's zf_drop_* (same seed -> same masks on any thread count), and the KV cache
  * used by generation.  Parameters are borrowed (flat layout of model.h), so
  * they can live in shared memory and be swapped between steps.
  *
@@ -31,7 +31,7 @@ const zf_gpt2_config *zf_gpt2_get_config(const zf_gpt2 *m);
 
 /* Forward.  tokens [B,T] int32; targets [B,T] int32 or NULL (-1 = ignore).
  * If training, dropout (embd/attn/resid pdrop of the config) is applied with
- * masks from zf_hash3(dropout_seed, site, element): the caller folds step and
+ * masks from zf_drop_u16(zf_drop_key(dropout_seed, site), element): the caller folds step and
  * micro-step into dropout_seed.  Returns the mean loss over non-ignored
  * targets (0 if targets is NULL or all are ignored); NAN (with a logged
  * error) on out-of-range sizes or token ids. */

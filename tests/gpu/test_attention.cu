@@ -6,7 +6,7 @@
  * NaN bytes before each launch), out / lse / dq / dk / dv within the stated
  * tolerance of the reference, two runs bitwise equal (determinism), and that
  * bf16/fp16 with head dim 64/128 really took the tensor-core path.  Dropout
- * cases use the CPU model's masks (lib/rng.h zf_hash3_uniform on the host),
+ * cases use the CPU model's masks (lib/rng.h's dropout draws on the host),
  * so they also check that the GPU draws the same masks; with a mask store
  * (zf_attn_desc.dropout_mask) the stored bits are compared with the host's
  * hash and the backward from the store with the hashing backward (bitwise).
@@ -166,7 +166,7 @@ static void ref_head(const std::vector<float> &qkv, const std::vector<float> &do
         for (int j = 0; j <= i; j++) {
             P[(size_t)i * T + j] = exp(P[(size_t)i * T + j] - mx) / sum;
             K[(size_t)i * T + j] =
-                p > 0.0f ? (zf_hash3_uniform(seed, site, (r0 + i) * (uint64_t)T + j) >= p ? psc : 0.0) : 1.0;
+                p > 0.0f ? (zf_drop_u16(zf_drop_key(seed, site), (r0 + i) * (uint64_t)T + j) >= zf_drop_threshold(p) ? psc : 0.0) : 1.0;
         }
         for (int e = 0; e < hd; e++) {
             double o = 0.0;
@@ -330,13 +330,14 @@ static void run_case(const Case &c, uint64_t data_seed)
         std::vector<uint64_t> hm(mbytes / 8);
         CK(cudaMemcpy(hm.data(), dmask, mbytes, cudaMemcpyDeviceToHost));
         long long wrong = 0;
+        const uint64_t key = zf_drop_key(d.dropout_seed, d.dropout_site);
         for (int bh = 0; bh < B * NH; bh++)
             for (int t = 0; t < T; t++)
                 for (int k = 0; k <= t; k++) {
                     const uint64_t w = hm[((size_t)bh * nkw + k / 64) * T + t];
                     const int bit = (int)((w >> (k % 64)) & 1u);
                     const uint64_t idx = ((uint64_t)bh * T + t) * T + k;
-                    wrong += bit != (zf_hash3_uniform(d.dropout_seed, d.dropout_site, idx) >= c.p ? 1 : 0);
+                    wrong += bit != (zf_drop_u16(key, idx) >= zf_drop_threshold(c.p) ? 1 : 0);
                 }
         zf_attn_desc dh = d;
         dh.dropout_mask = NULL;
@@ -611,6 +612,10 @@ int main(int argc, char **argv)
         time_case(4, 1024, 12, 64, ZF_ATTN_BF16, 0, 0.1f);
         time_case(4, 1024, 12, 64, ZF_ATTN_BF16, 0, 0.1f, 1);
         time_case(4, 1024, 16, 128, ZF_ATTN_BF16, 0, 0.0f);
+        /* the training sizes of the GPU bench (GPT-2 124M B32, 350M B16) */
+        time_case(32, 1024, 12, 64, ZF_ATTN_BF16, 0, 0.0f);
+        time_case(32, 1024, 12, 64, ZF_ATTN_BF16, 0, 0.1f, 1);
+        time_case(16, 1024, 16, 64, ZF_ATTN_BF16, 0, 0.1f, 1);
         time_case(4, 1024, 12, 64, ZF_ATTN_BF16, 1, 0.0f);
         time_case(4, 1024, 12, 64, ZF_ATTN_F32, 0, 0.0f);
     }

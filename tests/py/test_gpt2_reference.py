@@ -18,6 +18,7 @@ n_layer 2, n_positions 40) is built in PyTorch, saved with save_pretrained
   - sampling: zf_sample only draws tokens HF's temperature/top-k/top-p
     warpers keep, with frequencies matching their probabilities.
 """
+import math
 import os
 import sys
 import tempfile
@@ -100,36 +101,51 @@ def compare_grads(zg, hg, tol, label):
           ("" if not bad else f": {len(bad)} off: " + "; ".join(bad[:6]) + ("; ..." if len(bad) > 6 else "")))
 
 
-# ----------------------------------------------------------- zf_hash3 masks
+# ------------------------------------------------- dropout masks (lib/rng.h)
 
-U64 = np.uint64
-GOLD = U64(0x9E3779B97F4A7C15)
-
-
-def _mix(z):
-    z = (z ^ (z >> U64(30))) * U64(0xBF58476D1CE4E5B9)
-    z = (z ^ (z >> U64(27))) * U64(0x94D049BB133111EB)
-    return z ^ (z >> U64(31))
+M64 = (1 << 64) - 1
 
 
-def hash3_uniform(seed, a, idx):
-    """zf_hash3_uniform(seed, a, idx) for an array of idx (see lib/rng.h):
-    idx and idx^1 share the hash of idx >> 1, even idx taking bits 40..63,
-    odd idx bits 8..31."""
-    idx = idx.astype(U64)
+def _splitmix64(x):
+    """one zf_splitmix64 step on a Python int: (new state, output)"""
+    x = (x + 0x9E3779B97F4A7C15) & M64
+    z = x
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & M64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & M64
+    return x, z ^ (z >> 31)
+
+
+def drop_key(seed, site):
+    """zf_drop_key(seed, site) = zf_hash3(seed, site, "drop")"""
+    am = (site * 0x9E3779B97F4A7C15) & M64
+    rot = ((am << 17) | (am >> 47)) & M64
+    x = seed ^ rot ^ ((0x64726F70 * 0xC2B2AE3D27D4EB4F) & M64)
+    x, _ = _splitmix64(x)
+    return _splitmix64(x)[1]
+
+
+def _mix32(x):
+    x = x ^ (x >> np.uint32(16))
+    x = x * np.uint32(0x7FEB352D)
+    x = x ^ (x >> np.uint32(15))
+    x = x * np.uint32(0x846CA68B)
+    return x ^ (x >> np.uint32(16))
+
+
+def drop_u16(key, idx):
+    """zf_drop_u16(key, idx) for an array of idx: idx and idx^1 share the
+    32-bit hash of pair idx >> 1 (even idx the low half, odd the high)."""
+    c = idx.astype(np.uint64) >> np.uint64(1)
     with np.errstate(over="ignore"):
-        am = np.array([a], dtype=U64) * GOLD
-        rot = (am << U64(17)) | (am >> U64(47))
-        x = np.array([seed], dtype=U64) ^ rot ^ ((idx >> U64(1)) * U64(0xC2B2AE3D27D4EB4F))
-        h = _mix(x + GOLD + GOLD)  # the first splitmix64 step is discarded
-    hi = h >> U64(40)
-    lo = (h & U64(0xFFFFFFFF)) >> U64(8)
-    return np.where((idx & U64(1)) == U64(1), lo, hi).astype(np.float64) * 2.0 ** -24
+        x = _mix32((c & np.uint64(0xFFFFFFFF)).astype(np.uint32) ^ np.uint32(key & 0xFFFFFFFF))
+        x = x ^ np.uint32(key >> 32) ^ ((c >> np.uint64(32)).astype(np.uint32) * np.uint32(0x9E3779B9))
+        h = _mix32(x)
+    return np.where((idx & 1) == 1, h >> np.uint32(16), h & np.uint32(0xFFFF))
 
 
 def mask(seed, site, shape, p):
-    u = hash3_uniform(seed, site, np.arange(int(np.prod(shape)), dtype=np.uint64))
-    keep = u >= float(np.float32(p))
+    thr = math.ceil(float(np.float32(p)) * 65536.0)
+    keep = drop_u16(drop_key(seed, site), np.arange(int(np.prod(shape)), dtype=np.uint64)) >= thr
     return torch.tensor((keep / (1.0 - float(np.float32(p)))).reshape(shape), dtype=torch.float64)
 
 

@@ -21,13 +21,15 @@
  * size B=4 T=1024 NH=12 hd=64, bf16: forward 0.050 ms, backward 0.136 ms
  * (torch 2.11 scaled_dot_product_attention: 0.050 / 0.176 ms); the tensor
  * pipe is ~30% busy, occupancy 3-4 blocks of 4 warps per SM (registers,
- * shared memory): larger query tiles and wgmma are the next steps.  The
- * dropout hash (64-bit multiplies) costs more than the products at hd=64:
- * with p = 0.1 the forward hashes once per pair of adjacent keys (T even;
- * zf_hash3_uniform gives a pair two slices of one zf_hash3), 0.088 ms; with
- * a mask store (zf_attn_desc.dropout_mask) the forward keeps its masks as
- * bits (B*NH*T*T/8 bytes) and the backward reads them instead of hashing
- * each element again in both passes: 0.150 ms (0.246 hashing). */
+ * shared memory).  Tried and slower (docs/PERFORMANCE.md): two m16 tiles a
+ * warp (32 rows) in all three kernels, which halves the shared-memory reads
+ * per product but leaves 2 blocks per SM (forward +16%, backward +20% at
+ * B=32); wgmma is the next step.  Dropout: with p = 0.1 the forward draws
+ * one zf_drop_pair (32-bit arithmetic; the 64-bit hash it replaced made the
+ * forward 17% slower at B=32) per pair of adjacent keys (T even); with a
+ * mask store (zf_attn_desc.dropout_mask) it keeps the masks as bits
+ * (B*NH*T*T/8 bytes) and the backward reads them instead of drawing each
+ * element again in both passes. */
 #include "attention.cuh"
 
 #include <cuda_bf16.h>
@@ -39,6 +41,7 @@
 #include <stdio.h>
 
 #include "log.h"
+#include "rng.h"
 
 
 #define LOG2E_F 1.4426950408889634f
@@ -46,40 +49,15 @@
 
 /* ---------------------------------------------------------------- dropout */
 
-/* Device copy of lib/rng.h's zf_splitmix64 / zf_hash3 / zf_hash3_uniform:
- * must stay bit-identical (tests/gpu/test_attention.cu checks GPU dropout
- * against the host functions). */
-__device__ __forceinline__ uint64_t d_splitmix64(uint64_t *x)
-{
-    uint64_t z = (*x += 0x9E3779B97F4A7C15ULL);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-    return z ^ (z >> 31);
-}
-/* zf_hash3(seed, a, c): 64 bits, of which zf_hash3_uniform(seed, a, b) takes
- * bits 40..63 for b = 2c and bits 8..31 for b = 2c+1. */
-__device__ __forceinline__ uint64_t d_hash3(uint64_t seed, uint64_t a, uint64_t c)
-{
-    const uint64_t ar = a * 0x9E3779B97F4A7C15ULL;
-    uint64_t x = seed ^ ((ar << 17) | (ar >> 47)) ^ (c * 0xC2B2AE3D27D4EB4FULL);
-    (void)d_splitmix64(&x);
-    return d_splitmix64(&x);
-}
-__device__ __forceinline__ float d_hash3_uniform(uint64_t seed, uint64_t a, uint64_t b)
-{
-    const uint64_t h = d_hash3(seed, a, b >> 1);
-    return (float)((b & 1u) ? (uint32_t)h >> 8 : (uint32_t)(h >> 40)) * 0x1.0p-24f;
-}
-
 struct DropArgs {
-    float p, scale; /* keep when u >= p; kept values scaled by scale = 1/(1-p) */
-    uint64_t seed, site;
+    float scale;  /* kept values are scaled by 1/(1-p) */
+    uint64_t key; /* zf_drop_key(seed, site): element i kept when zf_drop_u16(key, i) >= thr */
+    uint32_t thr; /* zf_drop_threshold(p) */
     /* optional bit store of the masks (zf_attn_desc.dropout_mask): word
      * (bh*nkw + key/64)*T + query, bit key%64; the forward writes it, the
      * fast backward reads it instead of hashing every element twice more */
     uint64_t *mask;
     int nkw; /* 64-key words per row: ceil(T/64) */
-    uint32_t thr; /* the same test on the 24-bit integer k of u = k 2^-24: k >= ceil(p 2^24) */
 };
 
 /* Index of the mask word holding (bh, query row, key). */
@@ -92,7 +70,7 @@ __device__ __forceinline__ size_t d_mask_word(const DropArgs &dr, int bh, int Tn
  * the callers once per row/column, outside the inner products). */
 __device__ __forceinline__ float d_keep(const DropArgs &dr, uint64_t idx)
 {
-    return d_hash3_uniform(dr.seed, dr.site, idx) >= dr.p ? 1.0f : 0.0f;
+    return zf_drop_u16(dr.key, idx) >= dr.thr ? 1.0f : 0.0f;
 }
 
 /* ------------------------------------------------------------ type helpers */
@@ -252,8 +230,8 @@ constexpr int FA_BM = 64;       /* rows owned by a block (queries fwd/dQ, keys d
 
 template <int D> __host__ __device__ constexpr int fwd_smem_bytes() { return (FA_BM + 4 * 64) * (D + 8) * 2; }
 
-/* DROP: 0 no dropout, 1 one hash per element, 2 one hash per pair of
- * adjacent keys (T even: a lane's two keys are one zf_hash3_uniform pair) */
+/* DROP: 0 no dropout, 1 one draw per element, 2 one zf_drop_pair per pair
+ * of adjacent keys (T even: a lane's two keys are one pair) */
 template <typename T, int D, int DROP>
 __global__ void __launch_bounds__(FA_THREADS) fa_fwd_kernel(const T *__restrict__ qkv, T *__restrict__ out,
                                                             float *__restrict__ lse, int Tn, int NH, int C,
@@ -373,8 +351,8 @@ __global__ void __launch_bounds__(FA_THREADS) fa_fwd_kernel(const T *__restrict_
 #pragma unroll
                     for (int r = 0; r < 2; r++) {
                         const int kk = nt * 8 + (lane & 3) * 2, key = j * BK + kk;
-                        const uint64_t h = d_hash3(dr.seed, dr.site, ((r ? base1 : base0) + key) >> 1);
-                        const uint32_t ke = (uint32_t)(h >> 40) >= dr.thr, ko = ((uint32_t)h >> 8) >= dr.thr;
+                        const uint32_t h = zf_drop_pair(dr.key, ((r ? base1 : base0) + key) >> 1);
+                        const uint32_t ke = (h & 0xFFFFu) >= dr.thr, ko = (h >> 16) >= dr.thr;
                         s[nt][2 * r] *= ke ? 1.0f : 0.0f;
                         s[nt][2 * r + 1] *= ko ? 1.0f : 0.0f;
                         const uint64_t bits = (uint64_t)(ke | (ko << 1)) << kk;
@@ -485,7 +463,7 @@ template <int D> __host__ __device__ constexpr int dkdv_smem_bytes()
     return (2 * FA_BM + 4 * bwd_bn<D>()) * (D + 8) * 2 + 4 * bwd_bn<D>() * 4 + 2 * bwd_bn<D>() * 8;
 }
 
-/* MASK: the dropout masks come from the store (dr.mask), not the hash */
+/* MASK: the dropout masks come from the store (dr.mask), not drawn again */
 template <typename T, int D, bool DROP, bool MASK>
 __global__ void __launch_bounds__(FA_THREADS, bwd_minb<D>()) fa_bwd_dkdv_kernel(const T *__restrict__ qkv,
                                                                  const T *__restrict__ dout,
@@ -1131,14 +1109,11 @@ extern "C" int zf_attn_uses_fast_path(const zf_attn_desc *d, const void *p0, con
 static DropArgs drop_args(const zf_attn_desc *d)
 {
     DropArgs dr;
-    dr.p = d->dropout_p;
     dr.scale = d->dropout_p > 0.0f ? 1.0f / (1.0f - d->dropout_p) : 1.0f;
-    dr.seed = d->dropout_seed;
-    dr.site = d->dropout_site;
+    dr.key = zf_drop_key(d->dropout_seed, d->dropout_site);
+    dr.thr = zf_drop_threshold(d->dropout_p);
     dr.mask = d->dropout_p > 0.0f ? d->dropout_mask : nullptr;
     dr.nkw = (d->T + 63) / 64;
-    /* p in [0, 1) is a float, so p 2^24 is exact and u >= p <=> k >= ceil(p 2^24) */
-    dr.thr = (uint32_t)ceilf(d->dropout_p * 16777216.0f);
     return dr;
 }
 

@@ -8,8 +8,8 @@
  *   P = softmax(q k^T / sqrt(hd)) with the causal mask (key <= query);
  *   out[b,t,h*hd+e] = sum_j drop(P)[t,j] v[j,e] (heads re-interleaved, as the
  *   CPU model and HF expect), lse[b,h,t] = log sum_j exp(q_t.k_j/sqrt(hd)).
- * Attention dropout keeps element (b,h,t,j) when
- *   zf_hash3_uniform(seed, site, ((b*NH+h)*T+t)*T+j) >= p   (lib/rng.h)
+ * Attention dropout keeps element (b,h,t,j) when (lib/rng.h)
+ *   zf_drop_u16(zf_drop_key(seed, site), ((b*NH+h)*T+t)*T+j) >= zf_drop_threshold(p)
  * and scales kept ones by 1/(1-p): the same masks as the CPU model draws, so
  * GPU and CPU agree in training mode (site = layer*4+1 there).
  *

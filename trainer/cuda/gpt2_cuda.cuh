@@ -8,7 +8,7 @@
  * (max_B, max_T), the token/target buffers, the matmul and kernel contexts
  * and the stream everything runs on.
  *
- * Same math as the CPU model: dropout masks from zf_hash3(seed, site, i) at
+ * Same math as the CPU model: dropout masks from lib/rng.h's zf_drop_* at
  * the same sites (embedding 0, layer l: attention l*4+1, attention residual
  * l*4+2, MLP residual l*4+3), so in fp32 the GPU model equals the CPU model
  * to rounding, with dropout too.  The LM head is the fused classifier (no

@@ -11,6 +11,8 @@
  * chunk of rows and the chunks added in order, and nothing uses atomics. */
 #include "gpt2_kernels.cuh"
 
+#include "rng.h"
+
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -222,17 +224,18 @@ template <typename U, typename Op> static __device__ U block_reduce(U v, Op op, 
 
 /* ------------------------------------------------------ dropout */
 
-/* The CPU model's keep(): scale if the element's hash-uniform >= p, else 0. */
-static __device__ __forceinline__ float keep_mask(uint64_t seed, uint64_t site, uint64_t idx, float p, float scale)
+/* The CPU model's keep(): scale if element idx's draw (lib/rng.h) is >= thr,
+ * else 0. */
+static __device__ __forceinline__ float keep_mask(uint64_t key, uint64_t idx, uint32_t thr, float scale)
 {
-    return zf_dev_hash3_uniform(seed, site, idx) >= p ? scale : 0.0f;
+    return zf_drop_u16(key, idx) >= thr ? scale : 0.0f;
 }
 
 /* ====================================================== embeddings */
 
 template <typename T>
 static __global__ void embed_fwd_k(T *out, const int32_t *tok, const T *wte, const T *wpe, size_t N, int Tt, int C, int V,
-                                   float p, float scale, uint64_t seed)
+                                   float p, float scale, uint64_t key, uint32_t thr)
 {
     const size_t total = N * (size_t)C;
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total; i += (size_t)gridDim.x * blockDim.x) {
@@ -243,7 +246,7 @@ static __global__ void embed_fwd_k(T *out, const int32_t *tok, const T *wte, con
             v = __int_as_float(0x7fc00000); /* NaN: bad id, never read out of bounds */
         else
             v = tof(wte[(size_t)t * C + j]) + tof(wpe[(n % (size_t)Tt) * C + j]);
-        if (p > 0.0f) v = v * keep_mask(seed, 0, i, p, scale);
+        if (p > 0.0f) v = v * keep_mask(key, i, thr, scale);
         out[i] = fromf<T>(v);
     }
 }
@@ -251,7 +254,7 @@ static __global__ void embed_fwd_k(T *out, const int32_t *tok, const T *wte, con
 /* The same, eight channels per thread (C % 8 == 0, aligned rows). */
 template <typename T>
 static __global__ void embed_fwd8_k(T *out, const int32_t *tok, const T *wte, const T *wpe, size_t N, int Tt, int C,
-                                    int V, float p, float scale, uint64_t seed)
+                                    int V, float p, float scale, uint64_t key, uint32_t thr)
 {
     const size_t C8 = (size_t)C / 8, total = N * C8;
     for (size_t q = blockIdx.x * (size_t)blockDim.x + threadIdx.x; q < total; q += (size_t)gridDim.x * blockDim.x) {
@@ -268,7 +271,7 @@ static __global__ void embed_fwd8_k(T *out, const int32_t *tok, const T *wte, co
 #pragma unroll
         for (int k = 0; k < 8; k++) {
             a[k] = a[k] + b[k];
-            if (p > 0.0f) a[k] = a[k] * keep_mask(seed, 0, i + k, p, scale);
+            if (p > 0.0f) a[k] = a[k] * keep_mask(key, i + k, thr, scale);
         }
         st8(out + i, a);
     }
@@ -339,17 +342,19 @@ extern "C" int zf_gk_embed_fwd(zf_gk *g, zf_gpu_dtype dt, void *out, const int32
     if (!out || !tokens || !wte || !wpe) return gk_fail(g, "gpt2_kernels: embed_fwd: NULL pointer");
     const size_t N = (size_t)B * Tt;
     const float scale = 1.0f / (1.0f - p);
+    const uint64_t key = zf_drop_key(seed, 0);
+    const uint32_t thr = zf_drop_threshold(p);
     const size_t es = zf_gpu_dtype_size(dt);
     if (C % 8 == 0 && al8(out, es) && al8(wte, es) && al8(wpe, es))
         GK_DISPATCH(g, dt, "embed_fwd",
                     embed_fwd8_k<T><<<grid_for(N * C / 8, 256), 256, 0, g->s>>>((T *)out, tokens, (const T *)wte,
                                                                                  (const T *)wpe, N, Tt, C, V, p, scale,
-                                                                                 seed));
+                                                                                 key, thr));
     else
         GK_DISPATCH(g, dt, "embed_fwd",
                     embed_fwd_k<T><<<grid_for(N * C, 256), 256, 0, g->s>>>((T *)out, tokens, (const T *)wte,
                                                                              (const T *)wpe, N, Tt, C, V, p, scale,
-                                                                             seed));
+                                                                             key, thr));
     return gk_launched(g, "embed_fwd");
 }
 
@@ -455,6 +460,67 @@ static __global__ void ln_bwd_k(T *dx, float *pw, float *pb, const T *dy, const 
     }
 }
 
+/* The same, eight channels per lane access (C % 8 == 0, 16-byte aligned
+ * rows): 16-byte loads and stores instead of one element a lane.  Same sums
+ * in another order (each lane over its 8-channel groups).  Measured in the
+ * model: 0.6 ms less per d12 B32 step, 1.7 ms per d24 B16 step. */
+template <typename T>
+static __global__ void ln_bwd8_k(T *dx, float *pw, float *pb, const T *dy, const T *x, const T *w, const float *mean,
+                                 const float *rstd, int N, int C)
+{
+    extern __shared__ float sm[]; /* [8 warps][dw C, db C] */
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    float *sw = sm + (size_t)warp * 2 * C, *sb = sw + C;
+    for (int j = lane; j < C; j += 32) sw[j] = sb[j] = 0.0f;
+    __syncwarp();
+    for (int rr = warp; rr < LN_ROWS; rr += 8) {
+        const int row = blockIdx.x * LN_ROWS + rr;
+        if (row >= N) break;
+        const size_t o = (size_t)row * C;
+        const float m = mean[row], r = rstd[row];
+        float a = 0.0f, c = 0.0f;
+        for (int j = lane * 8; j < C; j += 256) {
+            float dyv[8], xv[8], wv[8];
+            ld8(dyv, dy + o + j);
+            ld8(xv, x + o + j);
+            ld8(wv, w + j);
+#pragma unroll
+            for (int k = 0; k < 8; k++) {
+                const float gj = dyv[k] * wv[k];
+                a += gj;
+                c += gj * (xv[k] - m) * r;
+            }
+        }
+        a = warp_reduce(a, SumOp()) / (float)C;
+        c = warp_reduce(c, SumOp()) / (float)C;
+        for (int j = lane * 8; j < C; j += 256) {
+            float dyv[8], xv[8], wv[8], dxv[8];
+            ld8(dyv, dy + o + j);
+            ld8(xv, x + o + j);
+            ld8(wv, w + j);
+            ld8(dxv, dx + o + j);
+#pragma unroll
+            for (int k = 0; k < 8; k++) {
+                const float xm = xv[k] - m;
+                dxv[k] += r * (dyv[k] * wv[k] - a - xm * r * c);
+                sw[j + k] += dyv[k] * (xm * r);
+                sb[j + k] += dyv[k];
+            }
+            st8(dx + o + j, dxv);
+        }
+    }
+    __syncthreads();
+    for (int j = threadIdx.x; j < C; j += blockDim.x) {
+        float aw = 0.0f, ab = 0.0f;
+        for (int k = 0; k < 8; k++) {
+            aw += sm[(size_t)k * 2 * C + j];
+            ab += sm[(size_t)k * 2 * C + C + j];
+        }
+        pw[(size_t)blockIdx.x * C + j] = aw;
+        pb[(size_t)blockIdx.x * C + j] = ab;
+    }
+}
+
 /* Partial column sums of dy over one chunk of COL_CHUNK rows:
  * pb[chunk,j] = sum dy[n,j].  Block (32 columns, 8 row lanes); the lanes'
  * sums are added in order. */
@@ -541,12 +607,15 @@ extern "C" int zf_gk_layernorm_bwd(zf_gk *g, zf_gpu_dtype dt, void *dx, float *d
     char *s = (char *)gk_scratch(g, 2 * pbytes);
     if (!s) return -1;
     float *pw = (float *)s, *pb = (float *)(s + pbytes);
+    const size_t es = zf_gpu_dtype_size(dt);
+    const bool by8 = C % 8 == 0 && al8(dx, es) && al8(dy, es) && al8(x, es) && al8(w, es);
     GK_DISPATCH(g, dt, "layernorm_bwd", {
+        auto kern = by8 ? ln_bwd8_k<T> : ln_bwd_k<T>;
         if (smem > 48 * 1024 &&
-            cudaFuncSetAttribute(ln_bwd_k<T>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem) != cudaSuccess)
+            cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem) != cudaSuccess)
             return gk_fail(g, "gpt2_kernels: layernorm_bwd: %zu bytes of shared memory refused", smem);
-        ln_bwd_k<T><<<nblocks, 256, smem, g->s>>>((T *)dx, pw, pb, (const T *)dy, (const T *)x, (const T *)w, mean,
-                                                   rstd, N, C);
+        kern<<<nblocks, 256, smem, g->s>>>((T *)dx, pw, pb, (const T *)dy, (const T *)x, (const T *)w, mean, rstd, N,
+                                           C);
     });
     if (gk_launched(g, "layernorm_bwd")) return -1;
     col_final_k<<<(unsigned)((C + 31) / 32), dim3(32, 32), 0, g->s>>>(dw, pw, db, pb, nblocks, C);
@@ -612,16 +681,18 @@ struct GeluBwdF {
 /* in + y * keep (keep = 1 without dropout) */
 struct ResidF {
     float p, scale;
-    uint64_t seed, site;
+    uint64_t key;
+    uint32_t thr;
     __device__ float operator()(size_t i, float in, float y) const
     {
-        return in + (p > 0.0f ? y * keep_mask(seed, site, i, p, scale) : y);
+        return in + (p > 0.0f ? y * keep_mask(key, i, thr, scale) : y);
     }
 };
 struct DropF {
-    float p, scale;
-    uint64_t seed, site;
-    __device__ float operator()(size_t i, float x, float) const { return x * keep_mask(seed, site, i, p, scale); }
+    float scale;
+    uint64_t key;
+    uint32_t thr;
+    __device__ float operator()(size_t i, float x, float) const { return x * keep_mask(key, i, thr, scale); }
 };
 template <typename T> struct BiasF {
     const T *bias;
@@ -653,7 +724,7 @@ extern "C" int zf_gk_residual_fwd(zf_gk *g, zf_gpu_dtype dt, void *out, const vo
     if (!n) return 0;
     if (!out || !in || !y) return gk_fail(g, "gpt2_kernels: residual_fwd: NULL pointer");
     if (!(p >= 0.0f && p < 1.0f)) return gk_fail(g, "gpt2_kernels: residual_fwd: p: expected [0, 1), got %g", p);
-    const ResidF f = {p, 1.0f / (1.0f - p), seed, site};
+    const ResidF f = {p, 1.0f / (1.0f - p), zf_drop_key(seed, site), zf_drop_threshold(p)};
     GK_DISPATCH(g, dt, "residual_fwd",
                 return map_launch<T>(g, (T *)out, (const T *)in, (const T *)y, n, f, "residual_fwd"));
     return 0;
@@ -673,7 +744,7 @@ extern "C" int zf_gk_dropout_bwd(zf_gk *g, zf_gpu_dtype dt, void *dst, const voi
         if (e != cudaSuccess) return gk_fail(g, "gpt2_kernels: dropout_bwd: copy failed: %s", cudaGetErrorString(e));
         return 0;
     }
-    const DropF f = {p, 1.0f / (1.0f - p), seed, site};
+    const DropF f = {1.0f / (1.0f - p), zf_drop_key(seed, site), zf_drop_threshold(p)};
     GK_DISPATCH(g, dt, "dropout_bwd", return map_launch<T>(g, (T *)dst, (const T *)src, NULL, n, f, "dropout_bwd"));
     return 0;
 }

@@ -60,8 +60,9 @@ cudaStream_t zf_gk_stream(const zf_gk *g);
 
 /* ---- embeddings (x0 = drop(wte[tok] + wpe[pos])) ----
  * out[N,C] = (wte[tokens[n]] + wpe[n % T]) * keep, N = B*T, where with
- * p > 0 keep = 1/(1-p) if zf_hash3_uniform(seed, 0, n*C + j) >= p else 0
- * (the CPU model's embedding dropout, site 0); p = 0: no dropout. */
+ * p > 0 keep = 1/(1-p) if zf_drop_u16(zf_drop_key(seed, 0), n*C + j) >=
+ * zf_drop_threshold(p) else 0 (lib/rng.h: the CPU model's embedding dropout,
+ * site 0); p = 0: no dropout. */
 int zf_gk_embed_fwd(zf_gk *g, zf_gpu_dtype dt, void *out, const int32_t *tokens, const void *wte, const void *wpe, int B,
                     int T, int C, int V, float p, uint64_t seed);
 /* dwpe[t] += sum_b dout[b,t]; dwte[v] += sum over rows n with tokens[n] = v
@@ -90,8 +91,9 @@ int zf_gk_gelu_fwd(zf_gk *g, zf_gpu_dtype dt, void *y, const void *x, size_t n);
 int zf_gk_gelu_bwd(zf_gk *g, zf_gpu_dtype dt, void *dx, const void *dy, const void *x, size_t n);
 
 /* ---- residual and dropout ----
- * out = in + y * keep, keep as above from zf_hash3_uniform(seed, site, i)
- * (site = layer*4 + kind + 1 in the CPU model); p = 0: out = in + y. */
+ * out = in + y * keep, keep as above from element i's draw under
+ * zf_drop_key(seed, site) (site = layer*4 + kind + 1 in the CPU model);
+ * p = 0: out = in + y. */
 int zf_gk_residual_fwd(zf_gk *g, zf_gpu_dtype dt, void *out, const void *in, const void *y, size_t n, float p,
                        uint64_t seed, uint64_t site);
 /* dst = src * keep (the backward of any dropout site above); dst may be src. */
@@ -167,24 +169,5 @@ int zf_gk_convert(zf_gk *g, void *dst, zf_gpu_dtype dst_dt, const void *src, zf_
 }
 #endif
 
-#ifdef __CUDACC__
-/* zf_hash3_uniform of lib/rng.h on the device (for dropout in other kernels,
- * e.g. attention): the same 24-bit uniform in [0, 1). */
-static __device__ __forceinline__ uint64_t zf_dev_splitmix64(uint64_t *x)
-{
-    uint64_t z = (*x += 0x9E3779B97F4A7C15ULL);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-    return z ^ (z >> 31);
-}
-static __device__ __forceinline__ float zf_dev_hash3_uniform(uint64_t seed, uint64_t a, uint64_t b)
-{
-    const uint64_t ra = a * 0x9E3779B97F4A7C15ULL;
-    uint64_t x = seed ^ ((ra << 17) | (ra >> 47)) ^ ((b >> 1) * 0xC2B2AE3D27D4EB4FULL);
-    (void)zf_dev_splitmix64(&x);
-    const uint64_t h = zf_dev_splitmix64(&x); /* b and b^1 share it: two 24-bit slices */
-    return (float)((b & 1u) ? (uint32_t)h >> 8 : (uint32_t)(h >> 40)) * 0x1.0p-24f;
-}
-#endif
 
 #endif

@@ -169,4 +169,43 @@ kill -TERM $srv $slow $fast
 wait $srv; wait $slow || fail "the slow worker did not stop cleanly"; wait $fast || fail "the fast worker did not stop cleanly"
 assert_clean "$rid"   # segments too: the coordinator and the workers remove their own
 
+note "a document larger than any job is leased first, its tokens still in text order"
+rd=$(mktemp -d "${TMPDIR:-/tmp}/zf-tw.XXXXXX"); chmod 700 "$rd"; ZF_TEST_DIRS+=("$rd")
+# 300 small documents, then one of ~0.5 MB (no blank line inside) at the end
+zf_py - "$rd/big.txt" <<'PY'
+import random, sys
+r = random.Random(5)
+words = ["alpha", "beta", "gamma", "delta", "zeroflow", "token", "12345", "émigré", "日本語", "😀"]
+def doc(n):
+    return "\n".join(" ".join(r.choice(words) for _ in range(12)) for _ in range(n))
+with open(sys.argv[1], "w", encoding="utf-8") as f:
+    f.write("\n\n".join([doc(r.randint(5, 30)) for _ in range(300)] + [doc(6000)]) + "\n")
+PY
+for n in 1 2; do
+  rid="$$-big$n"; log=$rd/serve$n.log; ws=()
+  for ((i = 1; i <= n; i++)); do
+    "$TOKD" worker --worker_id "$i" --run_dir "$rd" --run_id "$rid" --tokenizer "$TOK" 2>"$rd/w$n.$i.log" &
+    ws+=($!); BG+=($!)
+  done
+  for ((i = 1; i <= n; i++)); do wait_line "$rd/tokenizer-worker-$i.ready" . 20 || fail "worker $i not ready"; done
+  ZF_TOK_TEST_TRACE_LEASES=1 "$TOKD" serve --run_dir "$rd" --run_id "$rid" --tokenizer "$TOK" \
+      --dataset_name "$rd/big.txt" 2>"$log" &
+  srv=$!; BG+=($srv)
+  wait_count "$log" "fnv1a64" 3 30 || { cat "$log" >&2; fail "run with $n workers did not complete"; }
+  kill -TERM $srv "${ws[@]}"; wait $srv; for w in "${ws[@]}"; do wait "$w" || fail "a worker did not stop cleanly"; done
+  sed -n 's/.*\(split [a-z]*: .* fnv1a64 [0-9a-f]*\)$/\1/p' "$log" | sort >"$rd/hashes$n"
+  grep -q "1 jobs of one document above 256 KiB are leased first (largest 0\.[3-9][0-9] MB" "$log" ||
+    { cat "$log" >&2; fail "the large document was not put first"; }
+  first=$(sed -n 's/.*lease: job \([0-9]*\) .*/\1/p' "$log" | head -n 1)
+  big=$(sed -n 's/.*leased first (largest .* MB, job \([0-9]*\)).*/\1/p' "$log")
+  [ -n "$first" ] && [ "$first" = "$big" ] || fail "first lease: job ${first:-?}, expected the large document's job ${big:-?}"
+  [ "$(grep -c 'lease: job' "$log")" -ge 15 ] || fail "expected a lease line per job"
+  assert_clean "$rid"
+done
+[ "$(wc -l <"$rd/hashes1")" = 3 ] || fail "expected one hash line per split"
+diff "$rd/hashes1" "$rd/hashes2" || fail "tokens differ between 1 and 2 workers with the large document leased first"
+# and equal to the library on one thread over the same text (bench_tokenizer's split hashes)
+"$ROOT/bin/bench/bench_tokenizer" --tokenizer "$TOK" --text "$rd/big.txt" --repeat 1 2>/dev/null | grep '^split ' |
+  sort | diff - "$rd/hashes1" || fail "tokens differ from the one-thread library's"
+
 echo "tokenizer workers ok"

@@ -17,6 +17,9 @@
 #      (1.5 s a job): it is leased several jobs at once, and once nothing
 #      else is pending the fast one takes over those still queued at it, so
 #      the tokens are complete after about one slow job, not four.
+#   5. a document larger than any job (a text with one of ~0.5 MB at the
+#      end) is leased first (ZF_TOK_TEST_TRACE_LEASES logs each lease), with
+#      1 and 2 workers; the tokens equal the one-thread library's.
 source "$(dirname "$0")/pipeline_lib.sh"
 FLAGS=(--model_name zf-tiny --dataset_config bytes=2000000 --vocab_size 1024 --batch_size 4 --max_length 64
        --max_eval_steps 2 --log_every 1)

@@ -415,39 +415,11 @@ static __global__ void ln_fwd_k(T *out, float *mean, float *rstd, const T *x, co
     }
 }
 
-/* Fused backward over LN_ROWS rows per block, 8 warps, a warp per row:
- * dx += rstd (g - a - xhat c) as the CPU model, and each warp adds dy*xhat
- * and dy of its rows into its own shared-memory row of column sums (lane
- * owns columns lane + 32k: no atomics); the block then adds its 8 warps'
- * rows in order into its partial sums pw/pb[block, C]. */
-template <typename T>
-static __global__ void ln_bwd_k(T *dx, float *pw, float *pb, const T *dy, const T *x, const T *w, const float *mean,
-                                const float *rstd, int N, int C)
+/* The LayerNorm backward blocks' end: the 8 warps' dw, db column sums in
+ * shared memory ([8][dw C, db C]) added in warp order into the block's row
+ * of the partials pw, pb. */
+static __device__ void ln_bwd_block_sums(const float *sm, float *pw, float *pb, int C)
 {
-    extern __shared__ float sm[]; /* [8 warps][dw C, db C] */
-    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    float *sw = sm + (size_t)warp * 2 * C, *sb = sw + C;
-    for (int j = lane; j < C; j += 32) sw[j] = sb[j] = 0.0f;
-    for (int rr = warp; rr < LN_ROWS; rr += 8) {
-        const int row = blockIdx.x * LN_ROWS + rr;
-        if (row >= N) break;
-        const size_t o = (size_t)row * C;
-        const float m = mean[row], r = rstd[row];
-        float a = 0.0f, c = 0.0f;
-        for (int j = lane; j < C; j += 32) {
-            const float gj = tof(dy[o + j]) * tof(w[j]);
-            a += gj;
-            c += gj * (tof(x[o + j]) - m) * r;
-        }
-        a = warp_reduce(a, SumOp()) / (float)C;
-        c = warp_reduce(c, SumOp()) / (float)C;
-        for (int j = lane; j < C; j += 32) {
-            const float dyj = tof(dy[o + j]), xm = tof(x[o + j]) - m;
-            dx[o + j] = fromf<T>(tof(dx[o + j]) + r * (dyj * tof(w[j]) - a - xm * r * c));
-            sw[j] += dyj * (xm * r);
-            sb[j] += dyj;
-        }
-    }
     __syncthreads();
     for (int j = threadIdx.x; j < C; j += blockDim.x) {
         float aw = 0.0f, ab = 0.0f;
@@ -460,32 +432,48 @@ static __global__ void ln_bwd_k(T *dx, float *pw, float *pb, const T *dy, const 
     }
 }
 
-/* The same, eight channels per lane access (C % 8 == 0, 16-byte aligned
- * rows): 16-byte loads and stores instead of one element a lane.  Same sums
- * in another order (each lane over its 8-channel groups).  Measured in the
- * model: 0.6 ms less per d12 B32 step, 1.7 ms per d24 B16 step. */
-template <typename T>
-static __global__ void ln_bwd8_k(T *dx, float *pw, float *pb, const T *dy, const T *x, const T *w, const float *mean,
-                                 const float *rstd, int N, int C)
+/* V floats from / to V elements of type T (V = 1 or 8, 16-byte aligned). */
+template <int V, typename T> static __device__ __forceinline__ void ldv(float (&f)[V], const T *p)
+{
+    if constexpr (V == 8) ld8(f, p);
+    else f[0] = tof(p[0]);
+}
+template <int V, typename T> static __device__ __forceinline__ void stv(T *p, const float (&f)[V])
+{
+    if constexpr (V == 8) st8(p, f);
+    else p[0] = fromf<T>(f[0]);
+}
+
+/* Fused backward over LN_ROWS rows per block, 8 warps, a warp per row:
+ * dx += rstd (g - a - xhat c) as the CPU model, and each warp adds dy*xhat
+ * and dy of its rows into its own shared-memory row of column sums (each
+ * lane its own columns: no atomics); the block then adds its 8 warps'
+ * rows in order into its partial sums pw/pb[block, C].
+ * V channels per lane access: 1 (any C) or 8 (C % 8 == 0, 16-byte aligned
+ * rows: 16-byte loads and stores; measured in the model, 0.6 ms less per d12
+ * B32 step and 1.7 ms per d24 B16 step than one element a lane). */
+template <typename T, int V>
+static __global__ void ln_bwd_k(T *dx, float *pw, float *pb, const T *dy, const T *x, const T *w, const float *mean,
+                                const float *rstd, int N, int C)
 {
     extern __shared__ float sm[]; /* [8 warps][dw C, db C] */
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     float *sw = sm + (size_t)warp * 2 * C, *sb = sw + C;
     for (int j = lane; j < C; j += 32) sw[j] = sb[j] = 0.0f;
-    __syncwarp();
+    __syncwarp(); /* with V > 1 a lane's columns below are not the ones it zeroed */
     for (int rr = warp; rr < LN_ROWS; rr += 8) {
         const int row = blockIdx.x * LN_ROWS + rr;
         if (row >= N) break;
         const size_t o = (size_t)row * C;
         const float m = mean[row], r = rstd[row];
         float a = 0.0f, c = 0.0f;
-        for (int j = lane * 8; j < C; j += 256) {
-            float dyv[8], xv[8], wv[8];
-            ld8(dyv, dy + o + j);
-            ld8(xv, x + o + j);
-            ld8(wv, w + j);
+        for (int j = lane * V; j < C; j += 32 * V) {
+            float dyv[V], xv[V], wv[V];
+            ldv<V>(dyv, dy + o + j);
+            ldv<V>(xv, x + o + j);
+            ldv<V>(wv, w + j);
 #pragma unroll
-            for (int k = 0; k < 8; k++) {
+            for (int k = 0; k < V; k++) {
                 const float gj = dyv[k] * wv[k];
                 a += gj;
                 c += gj * (xv[k] - m) * r;
@@ -493,32 +481,23 @@ static __global__ void ln_bwd8_k(T *dx, float *pw, float *pb, const T *dy, const
         }
         a = warp_reduce(a, SumOp()) / (float)C;
         c = warp_reduce(c, SumOp()) / (float)C;
-        for (int j = lane * 8; j < C; j += 256) {
-            float dyv[8], xv[8], wv[8], dxv[8];
-            ld8(dyv, dy + o + j);
-            ld8(xv, x + o + j);
-            ld8(wv, w + j);
-            ld8(dxv, dx + o + j);
+        for (int j = lane * V; j < C; j += 32 * V) {
+            float dyv[V], xv[V], wv[V], dxv[V];
+            ldv<V>(dyv, dy + o + j);
+            ldv<V>(xv, x + o + j);
+            ldv<V>(wv, w + j);
+            ldv<V>(dxv, dx + o + j);
 #pragma unroll
-            for (int k = 0; k < 8; k++) {
+            for (int k = 0; k < V; k++) {
                 const float xm = xv[k] - m;
                 dxv[k] += r * (dyv[k] * wv[k] - a - xm * r * c);
                 sw[j + k] += dyv[k] * (xm * r);
                 sb[j + k] += dyv[k];
             }
-            st8(dx + o + j, dxv);
+            stv<V>(dx + o + j, dxv);
         }
     }
-    __syncthreads();
-    for (int j = threadIdx.x; j < C; j += blockDim.x) {
-        float aw = 0.0f, ab = 0.0f;
-        for (int k = 0; k < 8; k++) {
-            aw += sm[(size_t)k * 2 * C + j];
-            ab += sm[(size_t)k * 2 * C + C + j];
-        }
-        pw[(size_t)blockIdx.x * C + j] = aw;
-        pb[(size_t)blockIdx.x * C + j] = ab;
-    }
+    ln_bwd_block_sums(sm, pw, pb, C);
 }
 
 /* Partial column sums of dy over one chunk of COL_CHUNK rows:
@@ -610,7 +589,7 @@ extern "C" int zf_gk_layernorm_bwd(zf_gk *g, zf_gpu_dtype dt, void *dx, float *d
     const size_t es = zf_gpu_dtype_size(dt);
     const bool by8 = C % 8 == 0 && al8(dx, es) && al8(dy, es) && al8(x, es) && al8(w, es);
     GK_DISPATCH(g, dt, "layernorm_bwd", {
-        auto kern = by8 ? ln_bwd8_k<T> : ln_bwd_k<T>;
+        auto kern = by8 ? ln_bwd_k<T, 8> : ln_bwd_k<T, 1>;
         if (smem > 48 * 1024 &&
             cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem) != cudaSuccess)
             return gk_fail(g, "gpt2_kernels: layernorm_bwd: %zu bytes of shared memory refused", smem);

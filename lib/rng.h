@@ -114,6 +114,12 @@ ZF_RNG_FN uint32_t zf_drop_u16(uint64_t key, uint64_t i)
     return (i & 1u) ? h >> 16 : h & 0xFFFFu;
 }
 
+/* The dropout factor of element i: scale (1/(1-p)) if kept, else 0. */
+ZF_RNG_FN float zf_drop_keep(uint64_t key, uint64_t i, uint32_t thr, float scale)
+{
+    return zf_drop_u16(key, i) >= thr ? scale : 0.0f;
+}
+
 /* ceil(p 2^16) for p in [0, 1] (p 2^16 is exact in float): element kept when
  * its u16 is >= this, which is u16 / 2^16 >= p. */
 ZF_RNG_FN uint32_t zf_drop_threshold(float p)

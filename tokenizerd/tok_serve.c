@@ -241,6 +241,9 @@ typedef struct job {
     uint64_t lease_seq;      /* order of leasing: a worker does its jobs in this order */
 } job;
 
+/* A single document larger than any cut job: leased first, nothing behind it. */
+static int job_is_large(const job *jb) { return jb->bytes > JOB_BYTES_MAX; }
+
 typedef struct waiter {
     zf_peer peer;
     int split;
@@ -422,7 +425,7 @@ static void unlease(dist *D, job *jb)
     D->leased--;
     if (jb->holder >= 0 && jb->holder < D->nw && D->w[jb->holder].held > 0) {
         D->w[jb->holder].held--;
-        if (jb->bytes > JOB_BYTES_MAX && D->w[jb->holder].held_big > 0) D->w[jb->holder].held_big--;
+        if (job_is_large(jb) && D->w[jb->holder].held_big > 0) D->w[jb->holder].held_big--;
     }
     jb->holder = -1;
 }
@@ -435,7 +438,7 @@ static void hold(dist *D, int wi, int j)
     jb->lease_seq = ++D->lease_counter;
     D->leased++;
     D->w[wi].held++;
-    if (jb->bytes > JOB_BYTES_MAX) D->w[wi].held_big++;
+    if (job_is_large(jb)) D->w[wi].held_big++;
 }
 
 static void requeue(dist *D, int j)
@@ -893,6 +896,15 @@ static void on_result(dist *D, const zf_msg *m)
  * that no worker runs out of jobs while the coordinator copies. */
 #define COPY_BUDGET (256u * 1024u)
 
+/* The pages of dst[0, n) are new: one madvise faults them all in (much
+ * cheaper than a fault per page; kernels before 5.14 refuse it, and the copy
+ * faults them as before). */
+static void prefault(int32_t *dst, size_t n)
+{
+    uintptr_t lo = (uintptr_t)dst & ~(uintptr_t)4095, hi = ((uintptr_t)(dst + n) + 4095) & ~(uintptr_t)4095;
+    if (hi > lo) madvise((void *)lo, hi - lo, MADV_POPULATE_WRITE);
+}
+
 /* Threads of the last copy: once every job is in, the workers idle and the
  * copy is all that is left (in a balanced run 16 workers' last results come
  * in one burst, and one thread copying them took ~15 ms of a 60 ms run). */
@@ -911,10 +923,7 @@ static void copy_final(split_text *s, int a, int b)
     const int nt = omp_get_num_procs() < FINAL_COPY_THREADS ? omp_get_num_procs() : FINAL_COPY_THREADS;
 #pragma omp parallel for schedule(dynamic, 1) num_threads(nt)
     for (int k = a; k < b; k++) {
-        /* the pages are new: one madvise each (as in assemble) */
-        uintptr_t lo = (uintptr_t)(dst + off[k - a]) & ~(uintptr_t)4095,
-                  hi = ((uintptr_t)(dst + off[k - a] + s->results[k].count) + 4095) & ~(uintptr_t)4095;
-        if (hi > lo) madvise((void *)lo, hi - lo, MADV_POPULATE_WRITE);
+        prefault(dst + off[k - a], s->results[k].count);
         memcpy(dst + off[k - a], s->results[k].data, s->results[k].count * sizeof(int32_t));
     }
     free(off);
@@ -936,9 +945,9 @@ static int assemble(dist *D, int sp)
     while (b < s->njobs && D->jobs[s->first_job + b].state == JOB_DONE &&
            (final || b == a || end - s->filled < COPY_BUDGET))
         end += s->results[b++].count;
+    if (end > s->cap) /* on_result keeps every result within its job's share: a bug */
+        zf_die("split %s: %zu tokens do not fit the %zu reserved", zf_split_name((zf_split)sp), end, s->cap);
     if (b > a && final && b - a > 1) {
-        if (end > s->cap)
-            zf_die("split %s: %zu tokens do not fit the %zu reserved", zf_split_name((zf_split)sp), end, s->cap);
         const double t0 = zf_now();
         copy_final(s, a, b);
         for (int k = a; k < b; k++) result_release(D, &s->results[k]);
@@ -946,15 +955,8 @@ static int assemble(dist *D, int sp)
         s->filled = end;
         s->next_copy = b;
     } else if (b > a) {
-        if (end > s->cap) /* on_result keeps every result within its job's share: a bug */
-            zf_die("split %s: %zu tokens do not fit the %zu reserved", zf_split_name((zf_split)sp), end, s->cap);
-        /* The pages the copy goes to are new: one madvise faults them all in
-         * (much cheaper than a fault per page; kernels before 5.14 refuse it,
-         * and the copy faults them as before).  One thread: threads woken
-         * here would take cores from the workers. */
-        uintptr_t lo = (uintptr_t)((int32_t *)s->tokens.data + s->filled) & ~(uintptr_t)4095,
-                  hi = ((uintptr_t)((int32_t *)s->tokens.data + end) + 4095) & ~(uintptr_t)4095;
-        if (hi > lo) madvise((void *)lo, hi - lo, MADV_POPULATE_WRITE);
+        /* One thread: threads woken here would take cores from the workers. */
+        prefault((int32_t *)s->tokens.data + s->filled, end - s->filled);
         for (int k = a; k < b; k++) {
             memcpy((int32_t *)s->tokens.data + s->filled, s->results[k].data, s->results[k].count * sizeof(int32_t));
             s->filled += s->results[k].count;
@@ -1083,11 +1085,11 @@ static void lease_order(dist *D)
     D->order_pos = zf_xmalloc((size_t)(D->njobs ? D->njobs : 1) * sizeof *D->order_pos);
     int n = 0;
     for (int j = 0; j < D->njobs; j++)
-        if (D->jobs[j].bytes > JOB_BYTES_MAX) D->order[n++] = j;
+        if (job_is_large(&D->jobs[j])) D->order[n++] = j;
     const int big = n;
     qsort_r(D->order, (size_t)n, sizeof *D->order, cmp_job_desc, D->jobs);
     for (int j = 0; j < D->njobs; j++)
-        if (D->jobs[j].bytes <= JOB_BYTES_MAX) D->order[n++] = j;
+        if (!job_is_large(&D->jobs[j])) D->order[n++] = j;
     for (int k = 0; k < D->njobs; k++) D->order_pos[D->order[k]] = k;
     if (big)
         zf_daemon_log(D->d, "info", "%d jobs of one document above %u KiB are leased first (largest %.2f MB, job %d)",

@@ -102,13 +102,6 @@ static inline float ftanh(float u) { return 1.0f - 2.0f / (fexp(2.0f * u) + 1.0f
 #define GELU_K0 0.7978845608028654f /* sqrt(2/pi) */
 #define GELU_K1 0.044715f
 
-/* Dropout keeps element idx of the tensor keyed by key (zf_drop_key of the
- * step's seed and the site) when its 16-bit draw is >= thr
- * (zf_drop_threshold(p)); kept elements are scaled by 1/(1-p). */
-static inline float keep(uint64_t key, uint64_t idx, uint32_t thr, float scale)
-{
-    return zf_drop_u16(key, idx) >= thr ? scale : 0.0f;
-}
 #define SITE_EMBD 0u
 static inline uint64_t site(int layer, int kind) { return (uint64_t)layer * 4u + (uint64_t)kind + 1u; }
 enum { K_ATTN = 0, K_ATTRES = 1, K_MLPRES = 2 };
@@ -226,7 +219,7 @@ static void residual_fwd(float *out, const float *in, const float *y, size_t n, 
     const uint64_t key = zf_drop_key(seed, st);
     const uint32_t thr = zf_drop_threshold(p);
 #pragma omp parallel for simd schedule(static)
-    for (size_t i = 0; i < n; i++) out[i] = in[i] + y[i] * keep(key, ib + i, thr, sc);
+    for (size_t i = 0; i < n; i++) out[i] = in[i] + y[i] * zf_drop_keep(key, ib + i, thr, sc);
 }
 
 /* dy = dout * mask (returns dout itself when no dropout); ib: the mask
@@ -239,7 +232,7 @@ static const float *dropout_bwd(float *dy, const float *dout, size_t n, int drop
     const uint64_t key = zf_drop_key(seed, st);
     const uint32_t thr = zf_drop_threshold(p);
 #pragma omp parallel for simd schedule(static)
-    for (size_t i = 0; i < n; i++) dy[i] = dout[i] * keep(key, ib + i, thr, sc);
+    for (size_t i = 0; i < n; i++) dy[i] = dout[i] * zf_drop_keep(key, ib + i, thr, sc);
     return dy;
 }
 
@@ -281,7 +274,7 @@ static void attention_fwd(zf_gpt2 *m, float *out, float *P, const float *qkv, in
         if (drop) {
             float *pd = attd + (size_t)r * T;
 #pragma omp simd
-            for (int j = 0; j <= t; j++) pd[j] = row[j] * keep(key, ib + (uint64_t)r * T + j, thr, sc);
+            for (int j = 0; j <= t; j++) pd[j] = row[j] * zf_drop_keep(key, ib + (uint64_t)r * T + j, thr, sc);
             for (int j = t + 1; j < T; j++) pd[j] = 0.0f;
         }
     }
@@ -323,7 +316,7 @@ static void attention_bwd(zf_gpt2 *m, float *dqkv, const float *dout, const floa
             float *pd = attd + (size_t)r * T;
 #pragma omp simd
             for (int j = 0; j <= t; j++) {
-                float k = keep(key, ib + (uint64_t)r * T + j, thr, sc);
+                float k = zf_drop_keep(key, ib + (uint64_t)r * T + j, thr, sc);
                 pd[j] = pr[j] * k;
                 g[j] *= k;
             }
@@ -532,7 +525,7 @@ float zf_gpt2_forward(zf_gpt2 *m, const int32_t *tokens, const int32_t *targets,
             float *o = x0 + n * D;
             if (de) {
 #pragma omp simd
-                for (size_t j = 0; j < D; j++) o[j] = (a[j] + b[j]) * keep(ekey, ib + n * D + j, ethr, sc);
+                for (size_t j = 0; j < D; j++) o[j] = (a[j] + b[j]) * zf_drop_keep(ekey, ib + n * D + j, ethr, sc);
             } else {
 #pragma omp simd
                 for (size_t j = 0; j < D; j++) o[j] = a[j] + b[j];

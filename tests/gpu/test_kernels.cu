@@ -251,7 +251,7 @@ static void run2(zf_gpu_dtype dt, int C, const std::string &name, const std::fun
 static double keepf(uint64_t seed, uint64_t site, uint64_t idx, float p)
 {
     const float sc = 1.0f / (1.0f - p);
-    return zf_drop_u16(zf_drop_key(seed, site), idx) >= zf_drop_threshold(p) ? (double)sc : 0.0;
+    return zf_drop_keep(zf_drop_key(seed, site), idx, zf_drop_threshold(p), sc);
 }
 
 static double gelu_ref(double x)

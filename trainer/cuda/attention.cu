@@ -70,7 +70,7 @@ __device__ __forceinline__ size_t d_mask_word(const DropArgs &dr, int bh, int Tn
  * the callers once per row/column, outside the inner products). */
 __device__ __forceinline__ float d_keep(const DropArgs &dr, uint64_t idx)
 {
-    return zf_drop_u16(dr.key, idx) >= dr.thr ? 1.0f : 0.0f;
+    return zf_drop_keep(dr.key, idx, dr.thr, 1.0f);
 }
 
 /* ------------------------------------------------------------ type helpers */

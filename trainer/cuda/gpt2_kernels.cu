@@ -224,12 +224,6 @@ template <typename U, typename Op> static __device__ U block_reduce(U v, Op op, 
 
 /* ------------------------------------------------------ dropout */
 
-/* The CPU model's keep(): scale if element idx's draw (lib/rng.h) is >= thr,
- * else 0. */
-static __device__ __forceinline__ float keep_mask(uint64_t key, uint64_t idx, uint32_t thr, float scale)
-{
-    return zf_drop_u16(key, idx) >= thr ? scale : 0.0f;
-}
 
 /* ====================================================== embeddings */
 
@@ -246,7 +240,7 @@ static __global__ void embed_fwd_k(T *out, const int32_t *tok, const T *wte, con
             v = __int_as_float(0x7fc00000); /* NaN: bad id, never read out of bounds */
         else
             v = tof(wte[(size_t)t * C + j]) + tof(wpe[(n % (size_t)Tt) * C + j]);
-        if (p > 0.0f) v = v * keep_mask(key, i, thr, scale);
+        if (p > 0.0f) v = v * zf_drop_keep(key, i, thr, scale);
         out[i] = fromf<T>(v);
     }
 }
@@ -271,7 +265,7 @@ static __global__ void embed_fwd8_k(T *out, const int32_t *tok, const T *wte, co
 #pragma unroll
         for (int k = 0; k < 8; k++) {
             a[k] = a[k] + b[k];
-            if (p > 0.0f) a[k] = a[k] * keep_mask(key, i + k, thr, scale);
+            if (p > 0.0f) a[k] = a[k] * zf_drop_keep(key, i + k, thr, scale);
         }
         st8(out + i, a);
     }
@@ -664,14 +658,14 @@ struct ResidF {
     uint32_t thr;
     __device__ float operator()(size_t i, float in, float y) const
     {
-        return in + (p > 0.0f ? y * keep_mask(key, i, thr, scale) : y);
+        return in + (p > 0.0f ? y * zf_drop_keep(key, i, thr, scale) : y);
     }
 };
 struct DropF {
     float scale;
     uint64_t key;
     uint32_t thr;
-    __device__ float operator()(size_t i, float x, float) const { return x * keep_mask(key, i, thr, scale); }
+    __device__ float operator()(size_t i, float x, float) const { return x * zf_drop_keep(key, i, thr, scale); }
 };
 template <typename T> struct BiasF {
     const T *bias;

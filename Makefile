@@ -64,6 +64,7 @@ CUDA_ARCHS ?= -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=
               -gencode arch=compute_90,code=compute_90
 NVCCFLAGS  ?= -O3 -std=c++17 -MMD -MP $(CUDA_ARCHS) -I. $(addprefix -I,$(COMPONENTS)) -Xcompiler -fopenmp
 CUDA_OBJS  := $(patsubst %.cu,build/%.o,$(CUDA_SRCS))
+CUDA_LDLIBS := -L$(CUDA_HOME)/lib64 -lcudart -lcublasLt -lcublas -lnccl -lstdc++
 BINS       += bin/trainer_cuda
 # tests/gpu/*.cu: GPU tests (run on a GPU machine, see tests/README; CI only
 # builds them) -> bin/gpu/<name>, linked like the CUDA trainer
@@ -129,7 +130,7 @@ build/tests/gpu/%.o: tests/gpu/%.cu
 
 bin/gpu/%: build/tests/gpu/%.o $(CUDA_OBJS) $(CORE_LIB)
 	@mkdir -p bin/gpu
-	$(CC) $(CFLAGS) $(LDFLAGS) $^ -o $@ $(LDLIBS) -L$(CUDA_HOME)/lib64 -lcudart -lcublasLt -lcublas -lstdc++
+	$(CC) $(CFLAGS) $(LDFLAGS) $^ -o $@ $(LDLIBS) $(CUDA_LDLIBS)
 
 $(GPU_C_OBJS): build/tests/gpu/%.o: tests/gpu/%.c
 	@mkdir -p $(dir $@)
@@ -137,11 +138,11 @@ $(GPU_C_OBJS): build/tests/gpu/%.o: tests/gpu/%.c
 
 $(GPU_C_BINS): bin/gpu/%: build/tests/gpu/%.o $(CUDA_OBJS) $(CORE_LIB)
 	@mkdir -p bin/gpu
-	$(CC) $(CFLAGS) $(LDFLAGS) $^ -o $@ $(LDLIBS) -L$(CUDA_HOME)/lib64 -lcudart -lcublasLt -lcublas -lstdc++
+	$(CC) $(CFLAGS) $(LDFLAGS) $^ -o $@ $(LDLIBS) $(CUDA_LDLIBS)
 
 bin/trainer_cuda: build/trainer/main_cuda.o $(CUDA_OBJS) $(CORE_LIB)
 	@mkdir -p bin
-	$(CC) $(CFLAGS) $(LDFLAGS) $^ -o $@ $(LDLIBS) -L$(CUDA_HOME)/lib64 -lcudart -lcublasLt -lcublas -lstdc++
+	$(CC) $(CFLAGS) $(LDFLAGS) $^ -o $@ $(LDLIBS) $(CUDA_LDLIBS)
 endif
 
 test: all

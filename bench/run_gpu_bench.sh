@@ -10,9 +10,10 @@
 # event times).
 #
 #   bench/run_gpu_bench.sh [--steps 30] [--warmup 5] [--runs "SPEC ..."] [--torch eager,compile|none]
-#     SPEC = preset:micro_batch:grad_accum:offload(none|cpu|cpu-nopipe), default
-#     (cpu: offloadd's update pipelined with the next forward; cpu-nopipe:
-#     the plain exchange, ZF_OFFLOAD_PIPELINE=0)
+#     SPEC = preset:micro_batch:grad_accum:offload(none|cpu|cpu-nopipe)[:gpus[:stage]],
+#     default (cpu: offloadd's update pipelined with the next forward;
+#     cpu-nopipe: the plain exchange, ZF_OFFLOAD_PIPELINE=0; gpus: ranks, one
+#     per GPU under mpirun, default 1; stage: ZeRO stage, default 2)
 #     "gpt2-124m:32:1:none gpt2-124m:32:1:cpu gpt2-350m:16:4:none gpt2-350m:16:4:cpu"
 #
 # On a bare GPU machine run it from an unpacked bundle (tests/README);
@@ -40,14 +41,17 @@ echo "gpu bench: $(nvidia-smi --query-gpu=name,driver_version --format=csv,nohea
 summary=$work/summary.txt
 : >"$summary"
 for spec in $RUNS; do
-  IFS=: read -r model micro ga off <<<"$spec"
+  IFS=: read -r model micro ga off gpus stage <<<"$spec"
+  gpus=${gpus:-1} stage=${stage:-2}
   name="$model-b$micro-ga$ga-$off"
-  "$PY" - "$ROOT/config/zero-2.json" "$work/$name.json" "$ga" "$off" <<'PY'
+  [ "$gpus" = 1 ] && [ "$stage" = 2 ] || name="$name-g$gpus-s$stage"
+  "$PY" - "$ROOT/config/zero-2.json" "$work/$name.json" "$ga" "$off" "$stage" <<'PY'
 import json, sys
 c = json.load(open(sys.argv[1]))
 c["fp16"] = {"enabled": False}
 c["bf16"] = {"enabled": True}
 c["gradient_accumulation_steps"] = int(sys.argv[3])
+c["zero_optimization"]["stage"] = int(sys.argv[5])
 if sys.argv[4] == "none":
     c["zero_optimization"].pop("offload_optimizer", None)
 json.dump(c, open(sys.argv[2], "w"), indent=2)
@@ -55,16 +59,17 @@ PY
   t0=$SECONDS
   pipe=1; [ "$off" = cpu-nopipe ] && pipe=0
   ZF_OFFLOAD_PIPELINE=$pipe scripts/run_pipeline.sh "$work/$name.json" --model_name "$model" --batch_size "$micro" --max_length 1024 \
-      --num_gpus 1 --dataset_config bytes=${ZF_BENCH_BYTES:-8000000} --tokenizer_workers 8 --max_train_steps "$STEPS" \
+      --num_gpus "$gpus" --dataset_config bytes=${ZF_BENCH_BYTES:-8000000} --tokenizer_workers 8 --max_train_steps "$STEPS" \
       --max_eval_steps 1 --log_every 1 --generation_prompt "" --output_dir "$work/$name" >"$work/$name.out" 2>&1
   rc=$?
   if [ $rc != 0 ]; then
     echo "$name: pipeline failed (exit $rc)"; tail -n 15 "$work/$name.out"; continue
   fi
   echo "$name: pipeline wall $((SECONDS - t0)) s; $(grep -o 'computing on .*' "$work/$name.out" | head -n1)"
-  "$PY" - "$work/$name/metrics.jsonl" "$ROOT/config/models/$model.json" "$micro" "$ga" "$WARMUP" "$name" <<'PY' | tee -a "$summary"
+  "$PY" - "$work/$name/metrics.jsonl" "$ROOT/config/models/$model.json" "$micro" "$ga" "$WARMUP" "$name" "$gpus" <<'PY' | tee -a "$summary"
 import json, sys, statistics
 path, preset, micro, ga, warm, name = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), sys.argv[6]
+gpus = int(sys.argv[7])
 c = json.load(open(preset))
 V = c["vocab_size"] if isinstance(c["vocab_size"], int) else 50257
 L, d, P, T = c["n_layer"], c["n_embd"], c["n_positions"], 1024
@@ -73,10 +78,10 @@ rows = [json.loads(l) for l in open(path)]
 rows = [r for r in rows if r.get("event") == "step" and r["step"] > warm]
 if not rows:
     print(f"{name}: no timed steps"); sys.exit(0)
-tok = micro * ga * T
+tok = micro * ga * T * gpus  # the global batch: every rank's
 total = sum(r["step_s"] for r in rows)
 tok_s = tok * len(rows) / total
-mfu = tok_s * (6 * N + 6 * L * T * d) / 989e12
+mfu = tok_s * (6 * N + 6 * L * T * d) / 989e12 / gpus  # per GPU
 ph = {k: 1e3 * statistics.mean(r.get(k, 0.0) for r in rows)
       for k in ("step_s", "data_wait_s", "forward_s", "backward_s", "optimizer_s", "transfer_s")}
 other = ph["step_s"] - sum(v for k, v in ph.items() if k != "step_s")
@@ -89,7 +94,7 @@ done
 if [ "$TORCH" != none ]; then
   declare -A seen
   for spec in $RUNS; do
-    IFS=: read -r model micro ga off <<<"$spec"
+    IFS=: read -r model micro _ <<<"$spec"
     [ -n "${seen[$model:$micro]:-}" ] && continue
     seen[$model:$micro]=1
     ZF_ROOT=$ROOT PYTHONUNBUFFERED=1 "$PY" bench/torch_gpt2_baseline.py --model "$model" --batch "$micro" --seq 1024 \

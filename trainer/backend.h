@@ -108,6 +108,23 @@ typedef struct zf_backend_spec {
     int act_checkpointing;   /* keep each block's input only; recompute in backward */
     int grad_accum;          /* backward calls per step (0: unknown); lets a GPU backend copy the
                                 last one's finished gradients to the host during that backward */
+    /* GPU ranks of a world > 1 (NULL: one rank).  The backend then does
+     * ZeRO stages 0-2 itself, on the device: grad_stats first reduces the
+     * gradients into their owners (all-reduce at stage 0, reduce-scatter
+     * above) and combines the flag and the norm over the ranks; the optimizer
+     * (on the device, or offloadd's through grads_to_host/params_from_host)
+     * updates the rank's shard; the shards are then all-gathered into every
+     * rank's compute copy.  comm: the host engine (MPI) that NCCL's id
+     * travels on and the scalars are combined with; zplan: the rank's plan
+     * (stages 0-2: params above is the whole buffer); grads_kept: the host
+     * gradients the rank keeps, zplan->grads_numel floats from
+     * zplan->grads_base (offloadd's input); the optimizer's host buffers
+     * (opt_master, ...) then hold the shard, zplan->opt_n floats each.
+     * Dropout masks are drawn from a key of the rank's own (see
+     * zf_backend_cuda_create). */
+    struct zf_comm *comm;
+    const struct zf_zero_plan *zplan;
+    float *grads_kept;
 } zf_backend_spec;
 
 /* The CPU model on the shared buffers. */

@@ -61,7 +61,9 @@ typedef struct trainer {
     zf_shm opt_progress;
     uint64_t opt_bytes;              /* offloadd's optimizer segments of this rank, for the memory report */
     int pipe_on, pipe_pending, params_stale;
-    int gpu_grads;                   /* a GPU backend on one rank: the host gradients are only its copy */
+    int gpu_grads;                   /* a GPU backend: the host gradients are only its copy (of the shard) */
+    int gpu_ranks;                   /* GPU ranks (world > 1): the backend reduces and gathers over NCCL;
+                                        the host "params" are refreshed only when read (params_stale) */
     long pipe_step;                  /* the applied step being updated */
     double pipe_wait;                /* host seconds waiting for offloadd in the current step */
     zf_progress progress;
@@ -224,7 +226,8 @@ static void pipe_fold_wait(trainer *t)
 /* With the optimizer on the device, "params" (and offloadd's master/m/v
  * segments, with_opt) are refreshed only here, before something reads them.
  * Pipelined offload: the update in flight is finished and "params" copied
- * from offloadd's master (which it equals: fp32). */
+ * from offloadd's master (which it equals: fp32).  GPU ranks: a collective,
+ * every rank calls it at the same point. */
 static void host_params_current(trainer *t, int with_opt)
 {
     zf_backend *be = t->backend;
@@ -233,6 +236,13 @@ static void host_params_current(trainer *t, int with_opt)
         offload_drain(t);
         if (t->params_stale)
             memcpy(t->params.data, t->opt_master.data, t->src.table.total * sizeof(float));
+        t->params_stale = 0;
+        return;
+    }
+    if (t->gpu_ranks && !be->optimizer_step) {
+        /* offloadd wrote each rank's shard of "params": the other shards
+         * from their ranks (a collective, like the device one below) */
+        if (t->params_stale && zf_zero_params_updated(t->zero, &err) != 0) zf_die("%s", err.msg);
         t->params_stale = 0;
         return;
     }
@@ -246,17 +256,19 @@ static void host_params_current(trainer *t, int with_opt)
 }
 
 /* offloadd's optimizer segments of this rank, asked once after opt_init
- * (the initial or resumed state): their bytes for the memory report, and,
- * when this rank's shard is the whole buffer, the segments attached (the
- * GPU optimizer's home, the pipelined offload's source and progress word,
- * the debug state hash). */
+ * (the initial or resumed state): their bytes for the memory report, and
+ * the segments of the rank's shard attached (the GPU optimizer's home, the
+ * pipelined offload's source and progress word, the debug state hash). */
 static void attach_opt_segments(trainer *t)
 {
     zf_msg *r = opt_state(t, -1);
     zf_err err;
-    size_t n = t->src.table.total;
+    size_t n = (size_t)zf_msg_int(r, "shard_numel");
     if (zf_zero_rank_opt_bytes(r, &t->opt_bytes, &err) != 0) zf_die("opt_state: %s", err.msg);
-    if (zf_msg_int(r, "shard_offset") == 0 && (size_t)zf_msg_int(r, "shard_numel") == n) {
+    if ((size_t)zf_msg_int(r, "shard_offset") != t->zplan.opt_off || n != t->zplan.opt_n)
+        zf_die("opt_state: offloadd's shard [%lld, +%zu): expected this rank's [%zu, +%zu)",
+               (long long)zf_msg_int(r, "shard_offset"), n, t->zplan.opt_off, t->zplan.opt_n);
+    {
         if (zf_shm_attach(&t->opt_master, zf_msg_str(r, "master_shm"), &err) != 0 ||
             zf_shm_attach(&t->opt_m, zf_msg_str(r, "m_shm"), &err) != 0 ||
             zf_shm_attach(&t->opt_v, zf_msg_str(r, "v_shm"), &err) != 0 ||
@@ -292,12 +304,11 @@ static int debug_overflow_at(long iteration)
 static uint64_t debug_state_hash(trainer *t)
 {
     host_params_current(t, 1);
-    size_t bytes = t->src.table.total * sizeof(float);
-    /* the params this rank keeps (its slice under ZeRO stage 3) */
+    /* the params this rank keeps (its slice under ZeRO stage 3) and its shard's state */
     uint64_t h = zf_fnv1a64(ZF_FNV1A64_INIT, t->params.data, t->zplan.params_numel * sizeof(float));
     const zf_shm *st[3] = { &t->opt_master, &t->opt_m, &t->opt_v };
     for (int i = 0; i < 3; i++)
-        if (st[i]->hdr) h = zf_fnv1a64(h, st[i]->data, bytes);
+        if (st[i]->hdr) h = zf_fnv1a64(h, st[i]->data, zf_shm_numel(st[i]) * sizeof(float));
     return h;
 }
 
@@ -415,6 +426,7 @@ static void sample_here(trainer *t, const char *label, int max_new);
 static void sample(trainer *t, const char *label, int max_new)
 {
     zf_err err;
+    host_params_current(t, 0);
     if (zf_zero_gather_all(t->zero, &err) != 0) zf_die("generation: %s", err.msg);
     if (t->rank == 0) sample_here(t, label, max_new);
     if (zf_zero_release_all(t->zero, &err) != 0) zf_die("generation: %s", err.msg);
@@ -423,7 +435,6 @@ static void sample(trainer *t, const char *label, int max_new)
 static void sample_here(trainer *t, const char *label, int max_new)
 {
     const zf_options *o = t->o;
-    host_params_current(t, 0);
     zf_ids ids = { 0 };
     zf_err err;
     if (zf_bpe_encode(t->bpe, o->generation_prompt, strlen(o->generation_prompt), 1, &ids, &err) != 0)
@@ -514,8 +525,13 @@ static void save_checkpoint(trainer *t, int final)
     /* the first rank of each node asks its node's ckptd, which takes the
      * node's ranks' optimizer partitions from offloadd; rank 0's request
      * also carries the meta data and the other nodes to wait for */
+    zf_err err;
+    /* the device optimizers' state into offloadd's segments, on every rank
+     * before any asks ckptd for the partitions */
+    host_params_current(t, 1);
+    if (t->gpu_ranks && t->backend->optimizer_step && zf_comm_barrier(&t->comm, &err) != 0)
+        zf_die("checkpoint: %s", err.msg);
     if (t->rank != t->node.first) return;
-    if (t->rank == 0) host_params_current(t, 1);
     char *meta = t->rank == 0 ? checkpoint_meta(t) : zf_xstrdup("{}");
     zf_msg *m = zf_msg_new("ckpt_save"), *r = NULL;
     zf_msg_set_int(m, "step", t->step);
@@ -658,9 +674,10 @@ static double train_step(trainer *t, double *lr_out, int *skipped)
     zf_backend *be = t->backend;
     zf_err err;
     memset(&t->phase, 0, sizeof t->phase);
-    /* A GPU backend (one rank) never reads the host gradients and its
-     * grads_to_host overwrites them all: no 1.4 GB memset per step (d24), and
-     * a pipelined offloadd may still be reading them. */
+    /* A GPU backend never reads the host gradients and its grads_to_host
+     * overwrites all that offloadd reads (a rank: its shard): no 1.4 GB
+     * memset per step (d24), and a pipelined offloadd may still be reading
+     * them. */
     if ((!t->gpu_grads && zf_zero_zero_grads(t->zero, &err) != 0) || be->zero_grads(be, &err) != 0)
         zf_die("%s", err.msg);
     double loss_sum = 0;
@@ -745,8 +762,9 @@ static double train_step(trainer *t, double *lr_out, int *skipped)
     double t_up = zf_now();
     t->phase.optimizer_s += t_up - t_opt; /* offloadd's update and its write of "params" */
     /* the other ranks' updated slices (stage 1-2) or a fresh start of the
-     * stage-3 gathers */
-    if (zf_zero_params_updated(t->zero, &err) != 0) zf_die("%s", err.msg);
+     * stage-3 gathers; GPU ranks gather on the device (params_from_host) */
+    if (t->gpu_ranks) t->params_stale = 1;
+    else if (zf_zero_params_updated(t->zero, &err) != 0) zf_die("%s", err.msg);
     if (be->params_from_host(be, &err) != 0) zf_die("%s", err.msg);
     if (be->phase_times) be->phase_times(be, &t->phase);
     else t->phase.transfer_s += zf_now() - t_up;
@@ -866,6 +884,11 @@ int zf_train_main(const zf_options *o, zf_backend_factory gpu)
                              .fp16 = t.cfg.fp16_enabled, .bf16 = t.cfg.bf16_enabled };
     spec.act_checkpointing = o->gradient_checkpointing || t.cfg.activation_checkpointing;
     spec.grad_accum = t.ga;
+    if (t.world > 1) { /* GPU ranks: ZeRO on the device (backend.h) */
+        spec.comm = &t.comm;
+        spec.zplan = &t.zplan;
+        spec.grads_kept = t.grads.data;
+    }
     /* No optimizer offload in the config: the GPU keeps the optimizer (one
      * rank's whole buffer; offloadd then only holds the state for checkpoints). */
     if (o->num_gpus > 0 && gpu && strcmp(t.cfg.zero_offload_optimizer_device, "cpu") != 0 && t.opt_master.hdr) {
@@ -878,15 +901,18 @@ int zf_train_main(const zf_options *o, zf_backend_factory gpu)
     }
     if (o->num_gpus > 0 && gpu) {
         t.backend = gpu(&spec, &err);
+        /* ranks cannot fall back one by one: the others already wait in NCCL */
+        if (!t.backend && t.world > 1) zf_die("--num_gpus %d, rank %d: %s", o->num_gpus, t.rank, err.msg);
         if (!t.backend) zf_warn("--num_gpus %d: %s; training on the CPU", o->num_gpus, err.msg);
     } else if (o->num_gpus > 0) {
         zf_warn("--num_gpus %d: this trainer is the CPU build; training on the CPU", o->num_gpus);
     }
-    t.gpu_grads = t.backend != NULL && t.world == 1;
+    t.gpu_grads = t.backend != NULL;
+    t.gpu_ranks = t.backend != NULL && t.world > 1;
     if (!t.backend && !(t.backend = zf_backend_cpu_create(&spec, &err))) zf_die("%s", err.msg);
-    if (t.world > 1 && zf_backend_cpu_attach_zero(t.backend, zf_zero_hooks(t.zero),
-                                                  (uint64_t)t.rank * (uint64_t)t.micro, &err) != 0)
-        zf_die("--world_size %d: %s (GPU ranks need the NCCL engine, not written yet)", t.world, err.msg);
+    if (t.world > 1 && !t.gpu_ranks &&
+        zf_backend_cpu_attach_zero(t.backend, zf_zero_hooks(t.zero), (uint64_t)t.rank * (uint64_t)t.micro, &err) != 0)
+        zf_die("--world_size %d: %s", t.world, err.msg);
     zf_info("computing on %s", t.backend->name);
     pipe_setup(&t);
 

@@ -13,7 +13,14 @@
  * written before each checkpoint.
  *
  * Phase times: a pair of CUDA events around each phase's work, read once per
- * step (phase_times), so timing adds no synchronisation inside the step. */
+ * step (phase_times), so timing adds no synchronisation inside the step.
+ *
+ * GPU ranks (spec->comm, world > 1; ZeRO stages 0-2): the device gradients
+ * are reduced over NCCL (nccl_comm.cuh) when grad_stats is asked, the
+ * statistics taken over the rank's slice and combined on the host engine;
+ * the optimizer (device or offloadd) updates the rank's shard only, and the
+ * compute copies are all-gathered after it (stages 1-2).  The host "params"
+ * then lag behind: params_to_host gathers the fp32 masters (a collective). */
 #include "backend_cuda.cuh"
 
 #include <cuda_runtime.h>
@@ -23,11 +30,14 @@
 
 #include "gpt2_cuda.cuh"
 #include "gpt2_kernels.cuh"
+#include "nccl_comm.cuh"
 
 extern "C" {
 #include "ds_config.h"
 #include "lr_schedule.h"
+#include "rng.h"
 #include "shard_optimizer.h"
+#include "zero_plan.h"
 }
 
 enum { PH_FWD, PH_BWD, PH_OPT, PH_XFER };
@@ -56,6 +66,13 @@ typedef struct cuda_impl {
     int nrows;
     zf_adamw_hparams hp;
     zf_lr_schedule sched;
+    /* ZeRO over NCCL (GPU ranks of a world > 1); nccl NULL: one rank */
+    zf_nccl *nccl;
+    zf_comm *comm;
+    int stage, rank;
+    size_t own_off, own_n;  /* the rank's slice */
+    size_t opt_off, opt_n;  /* the optimizer's shard: the whole buffer (stage 0) or the slice */
+    size_t grads_base;      /* flat index of grads[0] (the host gradients the rank keeps) */
     /* phase events */
     ev_pair ev[EV_MAX];
     int nev_made, nev_used, open;
@@ -134,6 +151,10 @@ static float cu_forward(zf_backend *b, const int32_t *tokens, const int32_t *tar
                         uint64_t seed, zf_err *err)
 {
     cuda_impl *c = (cuda_impl *)b->impl;
+    /* ranks must not share masks: each mixes its rank into the key (a one-rank
+     * run with the same global batch therefore draws other masks; the CPU
+     * ranks' global-row masks are not mirrored here) */
+    if (c->nccl) seed = zf_hash3(seed, (uint64_t)c->rank, 0x72616e6bu);
     if (training) ph_begin(c, PH_FWD); /* evaluation is not a step phase */
     float loss = zf_gpt2c_forward(c->model, tokens, targets, B, T, training, seed);
     if (training) ph_end(c);
@@ -153,7 +174,7 @@ static int cu_backward(zf_backend *b, float scale, zf_err *err)
     cuda_impl *c = (cuda_impl *)b->impl;
     /* optimizer offloaded: the last micro-batch's backward streams each
      * layer's finished gradients to the host while the next layers compute */
-    if (!c->has_opt && c->grads_pinned && c->ga > 0 && ++c->nb == c->ga) {
+    if (!c->has_opt && !c->nccl && c->grads_pinned && c->ga > 0 && ++c->nb == c->ga) {
         zf_err e2;
         if (zf_gpt2c_stream_grads_next(c->model, c->grads, &e2) != 0) c->ga = 0; /* not this layout: plain copies */
     }
@@ -166,17 +187,70 @@ static int cu_grads_to_host(zf_backend *b, zf_err *err)
 {
     cuda_impl *c = (cuda_impl *)b->impl;
     ph_begin(c, PH_XFER);
-    int rc = zf_gpt2c_get_grads(c->model, c->grads, err);
+    int rc;
+    if (c->nccl) { /* the reduced gradients of the optimizer's shard, into the kept buffer */
+        cudaStream_t s = zf_gpt2c_stream(c->model);
+        CKE(cudaMemcpyAsync(c->grads + (c->opt_off - c->grads_base), zf_gpt2c_grads_dev(c->model) + c->opt_off,
+                            c->opt_n * sizeof(float), cudaMemcpyDeviceToHost, s));
+        CKE(cudaStreamSynchronize(s));
+        rc = 0;
+    } else {
+        rc = zf_gpt2c_get_grads(c->model, c->grads, err);
+    }
     ph_end(c);
     return rc;
 }
+
+/* Stages 1-2: every rank's updated slice of the compute copy into every rank's. */
+static int gather_compute_copy(cuda_impl *c, zf_err *err)
+{
+    if (!c->nccl || c->stage == 0) return 0;
+    ph_begin(c, PH_XFER);
+    int rc = zf_nccl_allgather(c->nccl, zf_gpt2c_params_dev(c->model), c->dt, zf_gpt2c_stream(c->model), err);
+    ph_end(c);
+    return rc;
+}
+
 static int cu_params_from_host(zf_backend *b, zf_err *err)
 {
     cuda_impl *c = (cuda_impl *)b->impl;
     ph_begin(c, PH_XFER);
-    int rc = zf_gpt2c_set_params(c->model, c->params, err);
+    /* ranks: offloadd wrote the shard only */
+    int rc = c->nccl ? zf_gpt2c_set_params_range(c->model, c->params, c->opt_off, c->opt_n, err)
+                     : zf_gpt2c_set_params(c->model, c->params, err);
     ph_end(c);
-    return rc;
+    return rc ? rc : gather_compute_copy(c, err);
+}
+
+/* GPU ranks: the gradients reduced into their owners over NCCL, then one
+ * decision for all: the non-finite flag is a max and the squared norm a sum
+ * over each rank's slice (at stage 0 every rank holds the whole sum and
+ * still counts its slice only).  With the optimizer offloaded the shard's
+ * gradients go to the host here (offloadd's input). */
+static int cu_zero_grad_stats(zf_backend *b, int *overflow, double *sumsq, zf_err *err)
+{
+    cuda_impl *c = (cuda_impl *)b->impl;
+    cudaStream_t s = zf_gpt2c_stream(c->model);
+    float *g = zf_gpt2c_grads_dev(c->model);
+    ph_begin(c, PH_XFER);
+    int rc = c->stage == 0 ? zf_nccl_allreduce(c->nccl, g, s, err) : zf_nccl_reduce_scatter(c->nccl, g, s, err);
+    ph_end(c);
+    if (rc) return -1;
+    double ss = 0.0;
+    long long bad = 0;
+    if (c->own_n) {
+        zf_gk *gk = zf_gpt2c_gk(c->model);
+        ph_begin(c, PH_OPT);
+        rc = zf_gk_grad_stats(gk, g + c->own_off, c->own_n, &ss, &bad);
+        ph_end(c);
+        if (rc) return zf_err_set(err, "backend_cuda: gradient statistics: %s", zf_gk_error(gk));
+    }
+    int flag = bad > 0;
+    if (zf_comm_allreduce_max_int(c->comm, &flag, 1, err) != 0 || zf_comm_allreduce_sum_f64(c->comm, &ss, 1, err) != 0)
+        return -1;
+    *overflow = flag;
+    *sumsq = ss;
+    return c->has_opt ? 0 : cu_grads_to_host(b, err);
 }
 /* zf_sum_squares's recipe on the GPU: one CUDA block per sum block, thread
  * j = lane j adding (double)x * x of elements j, j + 16, ... in order (the
@@ -282,13 +356,15 @@ static int cu_optimizer_step(zf_backend *b, long step, float grad_scale, double 
     zf_gk *gk = zf_gpt2c_gk(c->model);
     zf_adamw_hparams h = c->hp;
     h.lr = zf_lr_at(&c->sched, step); /* as offloadd's zf_shard_opt_step */
+    /* the shard [opt_off, opt_off + opt_n): rows relative to it (opt_init) */
+    char *lp = (char *)zf_gpt2c_params_dev(c->model) + c->opt_off * zf_gpu_dtype_size(c->dt);
     ph_begin(c, PH_OPT);
-    int rc = zf_gk_adamw_rows(gk, c->master, zf_gpt2c_grads_dev(c->model), c->m, c->v, zf_gpt2c_params_dev(c->model),
-                              c->dt, c->rows, c->nrows, &h, (int64_t)step, grad_scale);
+    int rc = zf_gk_adamw_rows(gk, c->master, zf_gpt2c_grads_dev(c->model) + c->opt_off, c->m, c->v, lp, c->dt, c->rows,
+                              c->nrows, &h, (int64_t)step, grad_scale);
     ph_end(c);
     if (rc) return zf_err_set(err, "backend_cuda: AdamW step %ld: %s", step, zf_gk_error(gk));
     *lr = h.lr;
-    return 0;
+    return gather_compute_copy(c, err);
 }
 
 static int cu_params_to_host(zf_backend *b, zf_err *err)
@@ -296,24 +372,41 @@ static int cu_params_to_host(zf_backend *b, zf_err *err)
     cuda_impl *c = (cuda_impl *)b->impl;
     cudaStream_t s = zf_gpt2c_stream(c->model);
     /* between steps (generation, checkpoints, export): not timed */
-    CKE(cudaMemcpyAsync(c->params, c->master, c->bytes, cudaMemcpyDeviceToHost, s));
-    CKE(cudaStreamSynchronize(s));
-    return 0;
+    if (c->opt_n == c->total) {
+        CKE(cudaMemcpyAsync(c->params, c->master, c->bytes, cudaMemcpyDeviceToHost, s));
+        CKE(cudaStreamSynchronize(s));
+        return 0;
+    }
+    /* ranks' shards: the fp32 masters gathered in a buffer of the collective's size */
+    float *all = NULL;
+    CKE(cudaMalloc(&all, zf_nccl_capacity(c->nccl) * sizeof(float)));
+    int rc = 0;
+    cudaError_t e = cudaMemcpyAsync(all + c->opt_off, c->master, c->opt_n * sizeof(float), cudaMemcpyDeviceToDevice, s);
+    if (e != cudaSuccess) rc = zf_err_set(err, "backend_cuda: params_to_host: %s", cudaGetErrorString(e));
+    if (!rc) rc = zf_nccl_allgather(c->nccl, all, ZF_GPU_F32, s, err);
+    if (!rc && (e = cudaMemcpyAsync(c->params, all, c->bytes, cudaMemcpyDeviceToHost, s)) == cudaSuccess)
+        e = cudaStreamSynchronize(s);
+    if (!rc && e != cudaSuccess) rc = zf_err_set(err, "backend_cuda: params_to_host: %s", cudaGetErrorString(e));
+    cudaFree(all);
+    return rc;
 }
 
 static int cu_opt_to_host(zf_backend *b, zf_err *err)
 {
     cuda_impl *c = (cuda_impl *)b->impl;
     cudaStream_t s = zf_gpt2c_stream(c->model);
-    CKE(cudaMemcpyAsync(c->h_master, c->master, c->bytes, cudaMemcpyDeviceToHost, s));
-    CKE(cudaMemcpyAsync(c->h_m, c->m, c->bytes, cudaMemcpyDeviceToHost, s));
-    CKE(cudaMemcpyAsync(c->h_v, c->v, c->bytes, cudaMemcpyDeviceToHost, s));
+    const size_t sb = c->opt_n * sizeof(float);
+    CKE(cudaMemcpyAsync(c->h_master, c->master, sb, cudaMemcpyDeviceToHost, s));
+    CKE(cudaMemcpyAsync(c->h_m, c->m, sb, cudaMemcpyDeviceToHost, s));
+    CKE(cudaMemcpyAsync(c->h_v, c->v, sb, cudaMemcpyDeviceToHost, s));
     CKE(cudaStreamSynchronize(s));
     return cu_params_to_host(b, err);
 }
 
-/* Upload the optimizer state from its host home; the compute copy from the
- * master (on resume offloadd has also written the master into "params"). */
+/* Upload the optimizer state of the shard [opt_off, opt_off + opt_n) from
+ * its host home; the shard's compute copy from the master (on resume
+ * offloadd has also written the master into "params").  The layout rows are
+ * cut to the shard and made relative to it. */
 static int opt_init(cuda_impl *c, const zf_backend_spec *s, zf_err *err)
 {
     const zf_param_table *t = s->table;
@@ -327,24 +420,35 @@ static int opt_init(cuda_impl *c, const zf_backend_spec *s, zf_err *err)
     }
     c->rows = (int64_t *)malloc((size_t)s->layout_nrows * 3 * sizeof(int64_t));
     if (!c->rows) return zf_err_set(err, "backend_cuda: out of host memory");
-    memcpy(c->rows, s->layout_rows, (size_t)s->layout_nrows * 3 * sizeof(int64_t));
-    c->nrows = s->layout_nrows;
+    const int64_t lo = (int64_t)c->opt_off, hi = (int64_t)(c->opt_off + c->opt_n);
+    c->nrows = 0;
+    for (int r = 0; r < s->layout_nrows; r++) {
+        const int64_t *row = s->layout_rows + 3 * r;
+        const int64_t a = row[0] > lo ? row[0] : lo, e = row[0] + row[1] < hi ? row[0] + row[1] : hi;
+        if (e <= a) continue;
+        int64_t *out = c->rows + 3 * c->nrows++;
+        out[0] = a - lo;
+        out[1] = e - a;
+        out[2] = row[2];
+    }
     zf_ds_config_optimizer(s->ds, &c->hp, &c->sched);
     c->h_master = s->opt_master;
     c->h_m = s->opt_m;
     c->h_v = s->opt_v;
-    cudaError_t e = cudaMalloc(&c->master, 3 * c->bytes);
+    const size_t sb = c->opt_n * sizeof(float);
+    cudaError_t e = cudaMalloc(&c->master, 3 * sb);
     if (e != cudaSuccess)
-        return zf_err_set(err, "backend_cuda: optimizer state: %zu bytes of device memory: %s", 3 * c->bytes,
+        return zf_err_set(err, "backend_cuda: optimizer state: %zu bytes of device memory: %s", 3 * sb,
                           cudaGetErrorString(e));
-    c->m = c->master + c->total;
-    c->v = c->m + c->total;
+    c->m = c->master + c->opt_n;
+    c->v = c->m + c->opt_n;
     cudaStream_t st = zf_gpt2c_stream(c->model);
-    CKE(cudaMemcpyAsync(c->master, c->h_master, c->bytes, cudaMemcpyHostToDevice, st));
-    CKE(cudaMemcpyAsync(c->m, c->h_m, c->bytes, cudaMemcpyHostToDevice, st));
-    CKE(cudaMemcpyAsync(c->v, c->h_v, c->bytes, cudaMemcpyHostToDevice, st));
+    CKE(cudaMemcpyAsync(c->master, c->h_master, sb, cudaMemcpyHostToDevice, st));
+    CKE(cudaMemcpyAsync(c->m, c->h_m, sb, cudaMemcpyHostToDevice, st));
+    CKE(cudaMemcpyAsync(c->v, c->h_v, sb, cudaMemcpyHostToDevice, st));
     zf_gk *gk = zf_gpt2c_gk(c->model);
-    if (zf_gk_convert(gk, zf_gpt2c_params_dev(c->model), c->dt, c->master, ZF_GPU_F32, c->total))
+    char *lp = (char *)zf_gpt2c_params_dev(c->model) + c->opt_off * zf_gpu_dtype_size(c->dt);
+    if (zf_gk_convert(gk, lp, c->dt, c->master, ZF_GPU_F32, c->opt_n))
         return zf_err_set(err, "backend_cuda: compute copy from the master: %s", zf_gk_error(gk));
     CKE(cudaStreamSynchronize(st));
     c->has_opt = 1;
@@ -361,6 +465,7 @@ static void cu_free(zf_backend *b)
     }
     if (c->master) cudaFree(c->master);
     free(c->rows);
+    zf_nccl_free(c->nccl);
     if (c->params_pinned) cudaHostUnregister(c->params);
     if (c->grads_pinned) cudaHostUnregister(c->grads);
     if (c->up_pinned) cudaHostUnregister((void *)c->up_src);
@@ -377,6 +482,12 @@ extern "C" zf_backend *zf_backend_cuda_create(const zf_backend_spec *s, zf_err *
         zf_err_set(err, "no usable CUDA device");
         return NULL;
     }
+    const int ranks = s->comm && s->comm->size > 1;
+    if (ranks && (!s->zplan || s->zplan->stage > 2 || s->zplan->params_base != 0 || !s->grads_kept)) {
+        zf_err_set(err, "GPU ranks: expected ZeRO stage 0, 1 or 2 with the whole parameters on the host, got stage %d",
+                   s->zplan ? s->zplan->stage : -1);
+        return NULL;
+    }
     cudaError_t e = cudaSetDevice(s->rank % n);
     if (e != cudaSuccess) {
         zf_err_set(err, "cudaSetDevice(%d): %s", s->rank % n, cudaGetErrorString(e));
@@ -391,28 +502,48 @@ extern "C" zf_backend *zf_backend_cuda_create(const zf_backend_spec *s, zf_err *
         zf_err_set(err, "out of memory");
         return NULL;
     }
+    b->impl = c;
+    b->free = cu_free;
     c->params = s->params;
     c->grads = s->grads;
     c->total = s->table->total;
     c->bytes = s->table->total * sizeof(float);
+    c->opt_n = c->total;
+    size_t grads_bytes = c->bytes, capacity = 0;
     c->dt = dt;
     c->ga = s->grad_accum;
-    c->model = zf_gpt2c_create_ex(s->cfg, s->table, dt, s->max_B, s->max_T, s->act_checkpointing, err);
+    c->rank = s->rank;
+    if (ranks) {
+        /* first, so that every rank meets the others in the same collective */
+        if (!(c->nccl = zf_nccl_create(s->comm, c->total, err))) {
+            cu_free(b);
+            return NULL;
+        }
+        c->comm = s->comm;
+        c->stage = s->zplan->stage;
+        c->own_off = s->zplan->own_off;
+        c->own_n = s->zplan->own_n;
+        c->opt_off = s->zplan->opt_off;
+        c->opt_n = s->zplan->opt_n;
+        c->grads = s->grads_kept;
+        c->grads_base = s->zplan->grads_base;
+        grads_bytes = s->zplan->grads_numel * sizeof(float);
+        capacity = zf_nccl_capacity(c->nccl);
+    }
+    c->model = zf_gpt2c_create_ex(s->cfg, s->table, dt, s->max_B, s->max_T, s->act_checkpointing, capacity, err);
     if (!c->model) {
-        free(c);
-        free(b);
+        cu_free(b);
         return NULL;
     }
     /* Pin the shared buffers; if the system refuses, copies still work, slower. */
     c->params_pinned = cudaHostRegister(c->params, c->bytes, cudaHostRegisterDefault) == cudaSuccess;
-    c->grads_pinned = cudaHostRegister(c->grads, c->bytes, cudaHostRegisterDefault) == cudaSuccess;
+    c->grads_pinned = cudaHostRegister(c->grads, grads_bytes, cudaHostRegisterDefault) == cudaSuccess;
     cudaGetLastError(); /* clear a refusal */
     static const char *names[2][3] = {{"cuda (fp32)", "cuda (bf16)", "cuda (fp16)"},
                                       {"cuda (fp32, optimizer on the GPU)", "cuda (bf16, optimizer on the GPU)",
                                        "cuda (fp16, optimizer on the GPU)"}};
     const int ti = dt == ZF_GPU_BF16 ? 1 : dt == ZF_GPU_F16 ? 2 : 0;
     b->name = names[0][ti];
-    b->impl = c;
     b->forward = cu_forward;
     b->target_count = cu_target_count;
     b->zero_grads = cu_zero_grads;
@@ -421,7 +552,13 @@ extern "C" zf_backend *zf_backend_cuda_create(const zf_backend_spec *s, zf_err *
     b->params_from_host = cu_params_from_host;
     b->poison_grads = cu_poison_grads;
     b->phase_times = cu_phase_times;
-    b->free = cu_free;
+    /* ranks: the whole compute copy from the host (every rank holds the same
+     * whole parameters at start or resume); the device optimizer below then
+     * rewrites its shard from the master, which equals it */
+    if (ranks && zf_gpt2c_set_params(c->model, c->params, err) != 0) {
+        cu_free(b);
+        return NULL;
+    }
     if (s->ds) {
         if (opt_init(c, s, err) != 0) {
             cu_free(b);
@@ -432,12 +569,20 @@ extern "C" zf_backend *zf_backend_cuda_create(const zf_backend_spec *s, zf_err *
         b->optimizer_step = cu_optimizer_step;
         b->params_to_host = cu_params_to_host;
         b->opt_to_host = cu_opt_to_host;
-    } else if (cu_params_from_host(b, err) != 0) {
-        cu_free(b);
-        return NULL;
-    } else {
+    } else if (!ranks) {
+        if (cu_params_from_host(b, err) != 0) {
+            cu_free(b);
+            return NULL;
+        }
         b->upload_params_next = cu_upload_params_next;
         b->grad_stats_exact = cu_grad_stats_exact;
+    }
+    if (ranks) {
+        b->grad_stats = cu_zero_grad_stats; /* the reduction over NCCL comes first */
+        zf_info("rank %d on GPU %d: ZeRO stage %d over NCCL, %zu of %zu parameters in the optimizer's shard; device "
+                "memory: model %.2f GiB (compute copy, gradients, activations), optimizer %.2f GiB",
+                s->rank, s->rank % n, c->stage, c->opt_n, c->total, zf_gpt2c_device_bytes(c->model) / 1073741824.0,
+                c->master ? 3.0 * c->opt_n * sizeof(float) / 1073741824.0 : 0.0);
     }
     /* creation's copies are not a step's transfers */
     zf_phase_times drop = {0, 0, 0, 0};

@@ -41,6 +41,7 @@ struct zf_gpt2c {
     zf_gpu_dtype dt;
     size_t es; /* element size of dt */
     size_t total;
+    size_t cap; /* floats of the flat buffers (params, grads, stage): total and padding */
     int max_B, max_T;
     int ckpt;    /* activation checkpointing: one layer's activations, recomputed in backward */
     int Lb;      /* layers of activations kept: n_layer, or 1 with ckpt */
@@ -138,9 +139,9 @@ static void *carve(carver *c, size_t bytes)
 static void layout(zf_gpt2c *m, carver *c)
 {
     const size_t L = (size_t)m->c.n_layer, Lb = (size_t)m->Lb, es = m->es;
-    m->params = carve(c, m->total * es);
-    m->grads = (float *)carve(c, m->total * sizeof(float));
-    m->stage = m->dt == ZF_GPU_F32 ? NULL : (float *)carve(c, m->total * sizeof(float));
+    m->params = carve(c, m->cap * es);
+    m->grads = (float *)carve(c, m->cap * sizeof(float));
+    m->stage = m->dt == ZF_GPU_F32 ? NULL : (float *)carve(c, m->cap * sizeof(float));
     m->x0 = carve(c, m->sD * es);
     m->ln1 = carve(c, Lb * m->sD * es);
     m->qkv = carve(c, Lb * m->s3D * es);
@@ -181,11 +182,11 @@ static void layout(zf_gpt2c *m, carver *c)
 zf_gpt2c *zf_gpt2c_create(const zf_gpt2_config *cfg, const zf_param_table *t, zf_gpu_dtype dt, int max_B, int max_T,
                           zf_err *err)
 {
-    return zf_gpt2c_create_ex(cfg, t, dt, max_B, max_T, 0, err);
+    return zf_gpt2c_create_ex(cfg, t, dt, max_B, max_T, 0, 0, err);
 }
 
 zf_gpt2c *zf_gpt2c_create_ex(const zf_gpt2_config *cfg, const zf_param_table *t, zf_gpu_dtype dt, int max_B, int max_T,
-                             int act_checkpointing, zf_err *err)
+                             int act_checkpointing, size_t flat_capacity, zf_err *err)
 {
     if (zf_gpu_dtype_size(dt) == 0) {
         zf_err_set(err, "gpt2_cuda: dtype: expected fp32, bf16 or fp16, got %d", (int)dt);
@@ -206,6 +207,7 @@ zf_gpt2c *zf_gpt2c_create_ex(const zf_gpt2_config *cfg, const zf_param_table *t,
     m->dt = dt;
     m->es = zf_gpu_dtype_size(dt);
     m->total = t->total;
+    m->cap = flat_capacity > t->total ? flat_capacity : t->total;
     m->max_B = max_B;
     m->max_T = max_T;
     m->ckpt = act_checkpointing != 0;
@@ -346,13 +348,20 @@ int zf_gpt2c_poison_grads(zf_gpt2c *m, zf_err *err)
 
 int zf_gpt2c_set_params(zf_gpt2c *m, const float *host, zf_err *err)
 {
-    const size_t bytes = m->total * sizeof(float);
+    return zf_gpt2c_set_params_range(m, host, 0, m->total, err);
+}
+
+int zf_gpt2c_set_params_range(zf_gpt2c *m, const float *host, size_t off, size_t n, zf_err *err)
+{
+    if (off > m->total || n > m->total - off)
+        return zf_err_set(err, "gpt2_cuda: set_params: range [%zu, +%zu): expected inside %zu parameters", off, n,
+                          m->total);
     m->up_src = NULL; /* replaces an armed pipelined upload */
     if (m->dt == ZF_GPU_F32) {
-        CK(cudaMemcpyAsync(m->params, host, bytes, cudaMemcpyHostToDevice, m->s));
+        CK(cudaMemcpyAsync((float *)m->params + off, host + off, n * sizeof(float), cudaMemcpyHostToDevice, m->s));
     } else {
-        CK(cudaMemcpyAsync(m->stage, host, bytes, cudaMemcpyHostToDevice, m->s));
-        GK(zf_gk_convert(m->gk, m->params, m->dt, m->stage, ZF_GPU_F32, m->total));
+        CK(cudaMemcpyAsync(m->stage + off, host + off, n * sizeof(float), cudaMemcpyHostToDevice, m->s));
+        GK(zf_gk_convert(m->gk, ep(m, m->params, off), m->dt, m->stage + off, ZF_GPU_F32, n));
     }
     CK(cudaStreamSynchronize(m->s));
     return 0;
@@ -365,7 +374,7 @@ int zf_gpt2c_zero_grads(zf_gpt2c *m, zf_err *err)
         CK(cudaEventRecord(m->cs_done, m->cs));
         CK(cudaStreamWaitEvent(m->s, m->cs_done, 0));
     }
-    CK(cudaMemsetAsync(m->grads, 0, m->total * sizeof(float), m->s));
+    CK(cudaMemsetAsync(m->grads, 0, m->cap * sizeof(float), m->s));
     return 0;
 }
 

@@ -43,9 +43,12 @@ zf_gpt2c *zf_gpt2c_create(const zf_gpt2_config *cfg, const zf_param_table *t, zf
                           zf_err *err);
 /* The same with activation checkpointing when act_checkpointing != 0: only
  * each block's output is kept per layer, the other activations of one block
- * once; backward recomputes each block (same gradients, bitwise). */
+ * once; backward recomputes each block (same gradients, bitwise).  The flat
+ * buffers (compute copy, gradients) hold flat_capacity elements when that
+ * exceeds t->total (padding for the in-place collectives of nccl_comm.cuh,
+ * zeroed: the model never reads it); 0: t->total. */
 zf_gpt2c *zf_gpt2c_create_ex(const zf_gpt2_config *cfg, const zf_param_table *t, zf_gpu_dtype dt, int max_B, int max_T,
-                             int act_checkpointing, zf_err *err);
+                             int act_checkpointing, size_t flat_capacity, zf_err *err);
 void zf_gpt2c_free(zf_gpt2c *m);
 size_t zf_gpt2c_device_bytes(const zf_gpt2c *m); /* the model's one allocation */
 int zf_gpt2c_act_checkpointing(const zf_gpt2c *m);
@@ -55,6 +58,8 @@ zf_gpu_dtype zf_gpt2c_dtype(const zf_gpt2c *m);
 /* Parameters from a host fp32 flat buffer of t->total floats (converted to
  * the compute type, round to nearest even).  Synchronous. */
 int zf_gpt2c_set_params(zf_gpt2c *m, const float *host_params, zf_err *err);
+/* Only [off, off + n) of the flat buffer, from host_params + off. */
+int zf_gpt2c_set_params_range(zf_gpt2c *m, const float *host_params, size_t off, size_t n, zf_err *err);
 
 /* Forward as zf_gpt2_forward: tokens/targets are HOST [B,T] int32 arrays
  * (targets NULL or -1 entries ignored), ids validated on the host.  Returns

@@ -10,9 +10,10 @@
 # event times).
 #
 #   bench/run_gpu_bench.sh [--steps 30] [--warmup 5] [--runs "SPEC ..."] [--torch eager,compile|none]
-#     SPEC = preset:micro_batch:grad_accum:offload(none|cpu|cpu-nopipe)[:gpus[:stage]],
+#     SPEC = preset:micro_batch:grad_accum:offload(none|cpu|cpu-nopipe|param)[:gpus[:stage]],
 #     default (cpu: offloadd's update pipelined with the next forward;
-#     cpu-nopipe: the plain exchange, ZF_OFFLOAD_PIPELINE=0; gpus: ranks, one
+#     cpu-nopipe: the plain exchange, ZF_OFFLOAD_PIPELINE=0; param: cpu and
+#     offload_param, stage 3; gpus: ranks, one
 #     per GPU under mpirun, default 1; stage: ZeRO stage, default 2)
 #     "gpt2-124m:32:1:none gpt2-124m:32:1:cpu gpt2-350m:16:4:none gpt2-350m:16:4:cpu"
 #
@@ -54,6 +55,8 @@ c["gradient_accumulation_steps"] = int(sys.argv[3])
 c["zero_optimization"]["stage"] = int(sys.argv[5])
 if sys.argv[4] == "none":
     c["zero_optimization"].pop("offload_optimizer", None)
+if sys.argv[4] == "param":  # stage 3: the parameters' home on the host too
+    c["zero_optimization"]["offload_param"] = {"device": "cpu", "pin_memory": True}
 json.dump(c, open(sys.argv[2], "w"), indent=2)
 PY
   t0=$SECONDS

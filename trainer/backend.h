@@ -114,17 +114,21 @@ typedef struct zf_backend_spec {
      * above) and combines the flag and the norm over the ranks; the optimizer
      * (on the device, or offloadd's through grads_to_host/params_from_host)
      * updates the rank's shard; the shards are then all-gathered into every
-     * rank's compute copy.  comm: the host engine (MPI) that NCCL's id
-     * travels on and the scalars are combined with; zplan: the rank's plan
-     * (stages 0-2: params above is the whole buffer); grads_kept: the host
-     * gradients the rank keeps, zplan->grads_numel floats from
-     * zplan->grads_base (offloadd's input); the optimizer's host buffers
+     * rank's compute copy (stage 3: the layers' slices are gathered into
+     * the layer being computed, one at a time, and its gradients reduced
+     * into their owners as its backward ends).  comm: the host engine (MPI)
+     * that NCCL's id travels on and the scalars are combined with; zplan:
+     * the rank's plan; params_kept / grads_kept: the host parameters and
+     * gradients the rank keeps, zplan->params_numel floats from
+     * zplan->params_base and zplan->grads_numel from zplan->grads_base
+     * (offloadd's input and output); the optimizer's host buffers
      * (opt_master, ...) then hold the shard, zplan->opt_n floats each.
      * Dropout masks are drawn from a key of the rank's own (see
      * zf_backend_cuda_create). */
     struct zf_comm *comm;
     const struct zf_zero_plan *zplan;
-    float *grads_kept;
+    float *params_kept, *grads_kept;
+    int offload_param;       /* stage 3 with offload_param.device cpu: the parameters' home is params_kept */
 } zf_backend_spec;
 
 /* The CPU model on the shared buffers. */

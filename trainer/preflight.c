@@ -68,11 +68,11 @@ int zf_preflight(const zf_options *o, zf_err *err)
         return zf_err_set(err, "--deepspeed_config: expected a DeepSpeed JSON config (or zero-2 / zero-3)");
     if (zf_ds_config_load(o->deepspeed_config, &cfg, err) != 0) return -1;
     if (zf_ds_config_resolve_batch(&cfg, o->batch_size, o->world_size, err) != 0) return -1;
-    if (o->num_gpus > 1 && cfg.zero_stage > 2)
-        return zf_err_set(err, "%s: zero_optimization.stage %d with --num_gpus %d: GPU ranks run ZeRO stages 0-2 (stage "
-                          "3 partitions parameters on CPU ranks only, or on one GPU as stage 0): expected stage 0, 1 or 2, "
-                          "or --num_gpus 0 --world_size %d", o->deepspeed_config, cfg.zero_stage, o->num_gpus,
-                          o->num_gpus);
+    if (o->num_gpus > 1 && cfg.zero_stage == 3 && strcmp(cfg.zero_offload_param_device, "cpu") == 0 &&
+        strcmp(cfg.zero_offload_optimizer_device, "cpu") != 0)
+        return zf_err_set(err, "%s: zero_optimization.offload_param.device cpu with --num_gpus %d: GPU ranks offload "
+                          "the parameters only with the optimizer: expected offload_optimizer.device cpu too",
+                          o->deepspeed_config, o->num_gpus);
 
     /* The tokenizer: given, or the model directory's; a preset gets one
      * trained on the dataset (size --vocab_size). */

@@ -887,7 +887,9 @@ int zf_train_main(const zf_options *o, zf_backend_factory gpu)
     if (t.world > 1) { /* GPU ranks: ZeRO on the device (backend.h) */
         spec.comm = &t.comm;
         spec.zplan = &t.zplan;
+        spec.params_kept = t.params.data;
         spec.grads_kept = t.grads.data;
+        spec.offload_param = t.cfg.zero_stage == 3 && strcmp(t.cfg.zero_offload_param_device, "cpu") == 0;
     }
     /* No optimizer offload in the config: the GPU keeps the optimizer (one
      * rank's whole buffer; offloadd then only holds the state for checkpoints). */

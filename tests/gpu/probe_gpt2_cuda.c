@@ -195,7 +195,7 @@ static int cmd_ckptcmp(int argc, char **argv)
     size_t bytes[2];
     double ms[2];
     for (int ck = 0; ck < 2; ck++) {
-        zf_gpt2c *m = zf_gpt2c_create_ex(&cfg, &t, dt, B, T, ck, 0, &err);
+        zf_gpt2c *m = zf_gpt2c_create_ex(&cfg, &t, dt, B, T, &(zf_gpt2c_options){.act_checkpointing = ck}, &err);
         if (!m || zf_gpt2c_set_params(m, p, &err)) zf_die("%s", err.msg);
         if (zf_gpt2c_act_checkpointing(m) != ck) zf_die("act_checkpointing flag not kept");
         two_passes(m, tok, tgt, B, T, ck ? lb : la, ck ? gb : ga); /* warm-up: plans, scratch */

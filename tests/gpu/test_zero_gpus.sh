@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Two or more GPUs only (see tests/README): ZeRO stages 0, 1 and 2 on GPU
-# ranks (--num_gpus 2: two ranks under mpirun, gradients reduced and
-# parameters gathered over NCCL) equal one GPU with the same global batch.
+# Two or more GPUs only (see tests/README): ZeRO stages 0-3 on GPU ranks
+# (--num_gpus 2: two ranks under mpirun, gradients reduced and parameters
+# gathered over NCCL; stage 3 gathers each layer for its pass and reduces
+# its gradients into the owners) equal one GPU with the same global batch.
 # The demo model without dropout (GPU ranks draw their masks from keys of
 # their own), micro batch 8 per rank and gradient accumulation 2 against one
-# GPU with micro batch 16, 30 steps, with the optimizer on the GPU and
-# offloaded to offloadd:
+# GPU with micro batch 16, 30 steps, with the optimizer on the GPU, offloaded
+# to offloadd, and (stage 3) with the parameters' home on the host too:
 #   fp32: losses within 1e-6 relative of one GPU's at every step, final
 #         parameters (the checkpoint's rank partitions consolidated) within
 #         1e-5 of the largest parameter (seen: 3.7e-8 and 1.1e-6; the sums
@@ -14,7 +15,8 @@
 #         1.4e-5 and 4.5e-3: bf16 rounding of the compute copy moves the
 #         update of near-zero gradients).
 # Also: each rank's log names its stage and shard, the checkpoint holds both
-# partitions, and stage 3 with --num_gpus 2 is refused before anything starts.
+# partitions, and offload_param without offload_optimizer is refused before
+# anything starts.
 set -u
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 source "$ROOT/tests/pipeline_lib.sh"
@@ -40,10 +42,15 @@ c["bf16"] = {"enabled": prec == "bf16"}
 c["gradient_accumulation_steps"] = 2
 z = c["zero_optimization"]
 z["stage"] = int(stage)
+z.pop("offload_param", None)
 if off == "gpu":
     z.pop("offload_optimizer", None)
 else:
     z["offload_optimizer"] = {"device": "cpu", "pin_memory": True}
+if off in ("param", "param-only"):
+    z["offload_param"] = {"device": "cpu", "pin_memory": True}
+if off == "param-only":
+    z.pop("offload_optimizer", None)
 json.dump(c, open(out, "w"), indent=1)
 PY
 }
@@ -93,15 +100,18 @@ import json, sys
 l = {r["step"]: r["loss"] for r in map(json.loads, open(sys.argv[1])) if r.get("event") == "step"}
 assert l[30] < 0.8 * l[1], (l[1], l[30])
 PY
-for off in gpu cpu; do
-  for stage in 0 1 2; do
+for off in gpu cpu param; do
+  for stage in 0 1 2 3; do
     for prec in fp32 bf16; do
-      [ $prec = bf16 ] && [ $stage != 2 ] && continue   # bf16: stage 2 (both optimizers) stands for the rest
+      [ $prec = bf16 ] && [ $stage -lt 2 ] && continue   # bf16: stages 2 and 3 stand for the rest
+      [ $off = param ] && [ $stage != 3 ] && continue    # offload_param: stage 3 only
       name="g2-s$stage-$off-$prec"
       config $prec $stage $off "$work/$name.json"
       run "$name" "$work/$name.json" 2 8
       grep -q "rank 1 on GPU 1: ZeRO stage $stage over NCCL" "$work/$name/logs/trainer-1.log" ||
         fail "$name: rank 1 did not report its stage on GPU 1"
+      [ $off != param ] || grep -q "parameters' home on the host" "$work/$name/logs/trainer-1.log" ||
+        fail "$name: rank 1 does not keep its parameters on the host"
       ckpt=$(ls -d "$work/$name"/checkpoints/step_* | tail -n 1)
       [ -f "$ckpt/optim-r0-master.zft" ] && [ -f "$ckpt/optim-r1-master.zft" ] || fail "$name: a rank's partition is missing"
       if [ $prec = fp32 ]; then compare "$name" ref-fp32 1e-6 1e-5; else compare "$name" ref-bf16 1e-3 2e-2; fi
@@ -109,12 +119,12 @@ for off in gpu cpu; do
   done
 done
 
-note "stage 3 on GPU ranks is refused before anything starts"
-config fp32 3 gpu "$work/s3.json"
+note "offload_param without offload_optimizer on GPU ranks is refused before anything starts"
+config fp32 3 param-only "$work/s3.json"
 if "$ROOT/scripts/run_pipeline.sh" "$work/s3.json" "${flags[@]}" --num_gpus 2 --batch_size 8 --output_dir "$work/s3" \
      >"$work/s3.out" 2>&1; then
-  fail "stage 3 with --num_gpus 2 was accepted"
+  fail "offload_param without offload_optimizer was accepted"
 fi
-grep -q "zero_optimization.stage 3 with --num_gpus 2: GPU ranks run ZeRO stages 0-2" "$work/s3.out" ||
-  { cat "$work/s3.out" >&2; fail "no clear error for stage 3 on GPU ranks"; }
+grep -q "offload_param.device cpu with --num_gpus 2: GPU ranks offload the parameters only with the optimizer" "$work/s3.out" ||
+  { cat "$work/s3.out" >&2; fail "no clear error for offload_param without offload_optimizer"; }
 echo "zero on GPUs ok"

@@ -73,6 +73,18 @@ typedef struct cuda_impl {
     size_t own_off, own_n;  /* the rank's slice */
     size_t opt_off, opt_n;  /* the optimizer's shard: the whole buffer (stage 0) or the slice */
     size_t grads_base;      /* flat index of grads[0] (the host gradients the rank keeps) */
+    /* stage 3: the layers' parameters live in the ranks' slices (home), each
+     * layer gathered into a slot for its pass and its gradients reduced into
+     * the owners' own_grads as its backward ends (layer store of gpt2_cuda) */
+    int s3;
+    int poff;               /* offload_param: the home is the host's kept fp32 slice ("params", pinned) */
+    void *home;             /* compute copy of the rank's slice (own_n, dt); NULL with poff */
+    float *own_grads;       /* the rank's slice of the gradients (own_n), summed over ranks and micro-batches */
+    void *pslot[2];         /* a layer's gathered parameters (dt), alternating layers */
+    float *gslot[2];        /* a layer's gradients of this rank (fp32) */
+    void *s3mem;            /* the one allocation of the four above */
+    size_t s3_bytes;
+    size_t lay_lo, lay_hi;  /* the layers' span: outside it the model keeps the tensors whole */
     /* phase events */
     ev_pair ev[EV_MAX];
     int nev_made, nev_used, open;
@@ -167,6 +179,7 @@ static int cu_zero_grads(zf_backend *b, zf_err *err)
 {
     cuda_impl *c = (cuda_impl *)b->impl;
     c->nb = 0;
+    if (c->s3) CKE(cudaMemsetAsync(c->own_grads, 0, c->own_n * sizeof(float), zf_gpt2c_stream(c->model)));
     return zf_gpt2c_zero_grads(c->model, err);
 }
 static int cu_backward(zf_backend *b, float scale, zf_err *err)
@@ -190,8 +203,9 @@ static int cu_grads_to_host(zf_backend *b, zf_err *err)
     int rc;
     if (c->nccl) { /* the reduced gradients of the optimizer's shard, into the kept buffer */
         cudaStream_t s = zf_gpt2c_stream(c->model);
-        CKE(cudaMemcpyAsync(c->grads + (c->opt_off - c->grads_base), zf_gpt2c_grads_dev(c->model) + c->opt_off,
-                            c->opt_n * sizeof(float), cudaMemcpyDeviceToHost, s));
+        const float *src = c->s3 ? c->own_grads : zf_gpt2c_grads_dev(c->model) + c->opt_off;
+        CKE(cudaMemcpyAsync(c->grads + (c->opt_off - c->grads_base), src, c->opt_n * sizeof(float),
+                            cudaMemcpyDeviceToHost, s));
         CKE(cudaStreamSynchronize(s));
         rc = 0;
     } else {
@@ -201,23 +215,101 @@ static int cu_grads_to_host(zf_backend *b, zf_err *err)
     return rc;
 }
 
-/* Stages 1-2: every rank's updated slice of the compute copy into every rank's. */
+/* Stage 3: the tensors outside the layers (embeddings, ln_f), which the
+ * model keeps whole: [0, lay_lo) then [lay_hi, total) in its flat buffer. */
+/* Stage 3 with offload_param: this rank's part of [lo, hi) from the host's
+ * fp32 slice into dst (holding the range, type dt) through the fp32 device
+ * buffer staging, so that the gather sends it from dst itself. */
+static int own_part_from_host(cuda_impl *c, void *dst, size_t lo, size_t hi, float *staging, zf_err *err)
+{
+    const size_t a = lo > c->own_off ? lo : c->own_off, e = hi < c->own_off + c->own_n ? hi : c->own_off + c->own_n;
+    if (e <= a) return 0;
+    cudaStream_t s = zf_gpt2c_stream(c->model);
+    zf_gk *gk = zf_gpt2c_gk(c->model);
+    CKE(cudaMemcpyAsync(staging, c->params + (a - c->own_off), (e - a) * sizeof(float), cudaMemcpyHostToDevice, s));
+    if (zf_gk_convert(gk, (char *)dst + (a - lo) * zf_gpu_dtype_size(c->dt), c->dt, staging, ZF_GPU_F32, e - a))
+        return zf_err_set(err, "backend_cuda: parameters from the host: %s", zf_gk_error(gk));
+    return 0;
+}
+
+/* [lo, hi) of the flat buffer gathered into dst: from the device home, or
+ * with offload_param from the host (staging: fp32, the own part's size). */
+static int gather_from_home(cuda_impl *c, void *dst, size_t lo, size_t hi, float *staging, zf_err *err)
+{
+    if (c->poff && own_part_from_host(c, dst, lo, hi, staging, err) != 0) return -1;
+    return zf_nccl_gather_range(c->nccl, dst, lo, hi, c->poff ? NULL : c->home, c->dt, zf_gpt2c_stream(c->model), err);
+}
+
+static int gather_persistent(cuda_impl *c, zf_err *err)
+{
+    char *p = (char *)zf_gpt2c_params_dev(c->model);
+    const size_t es = zf_gpu_dtype_size(c->dt);
+    /* staging: own_grads, whose gradients are consumed whenever this runs
+     * (after an update, at creation) */
+    if (gather_from_home(c, p, 0, c->lay_lo, c->own_grads, err) != 0) return -1;
+    return gather_from_home(c, p + c->lay_lo * es, c->lay_hi, c->total, c->own_grads, err);
+}
+
+/* After the shards were updated: stages 1-2 gather every rank's slice of
+ * the compute copy into every rank's; stage 3 only what the model keeps
+ * whole (the layers are gathered when used). */
 static int gather_compute_copy(cuda_impl *c, zf_err *err)
 {
     if (!c->nccl || c->stage == 0) return 0;
     ph_begin(c, PH_XFER);
-    int rc = zf_nccl_allgather(c->nccl, zf_gpt2c_params_dev(c->model), c->dt, zf_gpt2c_stream(c->model), err);
+    int rc = c->s3 ? gather_persistent(c, err)
+                   : zf_nccl_allgather(c->nccl, zf_gpt2c_params_dev(c->model), c->dt, zf_gpt2c_stream(c->model), err);
     ph_end(c);
     return rc;
+}
+
+/* Stage 3 layer store (gpt2_cuda.cuh): a layer's parameters gathered into
+ * its slot for each pass, its gradients reduced into the owners after its
+ * backward.  Slots alternate between consecutive layers; everything is on
+ * the model's stream, so a slot is reused only after the work that read it. */
+static int s3_fetch(void *ctx, int l, int phase, void **params, float **grads, zf_err *err)
+{
+    cuda_impl *c = (cuda_impl *)ctx;
+    size_t lo, hi;
+    zf_gpt2c_layer_range(c->model, l, &lo, &hi);
+    cudaStream_t s = zf_gpt2c_stream(c->model);
+    /* staging: the gradient slot, zeroed after */
+    if (gather_from_home(c, c->pslot[l & 1], lo, hi, c->gslot[l & 1], err) != 0) return -1;
+    *params = c->pslot[l & 1];
+    if (phase == 1) {
+        CKE(cudaMemsetAsync(c->gslot[l & 1], 0, (hi - lo) * sizeof(float), s));
+        *grads = c->gslot[l & 1];
+    }
+    return 0;
+}
+
+static int s3_done(void *ctx, int l, int phase, zf_err *err)
+{
+    cuda_impl *c = (cuda_impl *)ctx;
+    if (phase == 0) return 0;
+    size_t lo, hi;
+    zf_gpt2c_layer_range(c->model, l, &lo, &hi);
+    return zf_nccl_reduce_range_add(c->nccl, c->gslot[l & 1], lo, hi, c->own_grads, zf_gpt2c_stream(c->model), err);
 }
 
 static int cu_params_from_host(zf_backend *b, zf_err *err)
 {
     cuda_impl *c = (cuda_impl *)b->impl;
     ph_begin(c, PH_XFER);
-    /* ranks: offloadd wrote the shard only */
-    int rc = c->nccl ? zf_gpt2c_set_params_range(c->model, c->params, c->opt_off, c->opt_n, err)
-                     : zf_gpt2c_set_params(c->model, c->params, err);
+    int rc = 0;
+    if (c->poff) {
+        /* the host slice is the home: nothing to upload */
+    } else if (c->s3) { /* the host slice into the home, through own_grads (consumed by now) as fp32 staging */
+        cudaStream_t s = zf_gpt2c_stream(c->model);
+        zf_gk *gk = zf_gpt2c_gk(c->model);
+        CKE(cudaMemcpyAsync(c->own_grads, c->params, c->own_n * sizeof(float), cudaMemcpyHostToDevice, s));
+        if (zf_gk_convert(gk, c->home, c->dt, c->own_grads, ZF_GPU_F32, c->own_n))
+            rc = zf_err_set(err, "backend_cuda: parameters from the host: %s", zf_gk_error(gk));
+    } else if (c->nccl) { /* ranks: offloadd wrote the shard only */
+        rc = zf_gpt2c_set_params_range(c->model, c->params, c->opt_off, c->opt_n, err);
+    } else {
+        rc = zf_gpt2c_set_params(c->model, c->params, err);
+    }
     ph_end(c);
     return rc ? rc : gather_compute_copy(c, err);
 }
@@ -233,7 +325,13 @@ static int cu_zero_grad_stats(zf_backend *b, int *overflow, double *sumsq, zf_er
     cudaStream_t s = zf_gpt2c_stream(c->model);
     float *g = zf_gpt2c_grads_dev(c->model);
     ph_begin(c, PH_XFER);
-    int rc = c->stage == 0 ? zf_nccl_allreduce(c->nccl, g, s, err) : zf_nccl_reduce_scatter(c->nccl, g, s, err);
+    int rc;
+    if (c->s3) { /* the layers are in own_grads already; the embeddings' and ln_f's join them */
+        rc = zf_nccl_reduce_range_add(c->nccl, g, 0, c->lay_lo, c->own_grads, s, err);
+        if (!rc) rc = zf_nccl_reduce_range_add(c->nccl, g + c->lay_lo, c->lay_hi, c->total, c->own_grads, s, err);
+    } else {
+        rc = c->stage == 0 ? zf_nccl_allreduce(c->nccl, g, s, err) : zf_nccl_reduce_scatter(c->nccl, g, s, err);
+    }
     ph_end(c);
     if (rc) return -1;
     double ss = 0.0;
@@ -241,7 +339,7 @@ static int cu_zero_grad_stats(zf_backend *b, int *overflow, double *sumsq, zf_er
     if (c->own_n) {
         zf_gk *gk = zf_gpt2c_gk(c->model);
         ph_begin(c, PH_OPT);
-        rc = zf_gk_grad_stats(gk, g + c->own_off, c->own_n, &ss, &bad);
+        rc = zf_gk_grad_stats(gk, c->s3 ? c->own_grads : g + c->own_off, c->own_n, &ss, &bad);
         ph_end(c);
         if (rc) return zf_err_set(err, "backend_cuda: gradient statistics: %s", zf_gk_error(gk));
     }
@@ -357,10 +455,11 @@ static int cu_optimizer_step(zf_backend *b, long step, float grad_scale, double 
     zf_adamw_hparams h = c->hp;
     h.lr = zf_lr_at(&c->sched, step); /* as offloadd's zf_shard_opt_step */
     /* the shard [opt_off, opt_off + opt_n): rows relative to it (opt_init) */
-    char *lp = (char *)zf_gpt2c_params_dev(c->model) + c->opt_off * zf_gpu_dtype_size(c->dt);
+    void *lp = c->s3 ? c->home : (char *)zf_gpt2c_params_dev(c->model) + c->opt_off * zf_gpu_dtype_size(c->dt);
+    const float *gr = c->s3 ? c->own_grads : zf_gpt2c_grads_dev(c->model) + c->opt_off;
     ph_begin(c, PH_OPT);
-    int rc = zf_gk_adamw_rows(gk, c->master, zf_gpt2c_grads_dev(c->model) + c->opt_off, c->m, c->v, lp, c->dt, c->rows,
-                              c->nrows, &h, (int64_t)step, grad_scale);
+    int rc = zf_gk_adamw_rows(gk, c->master, gr, c->m, c->v, lp, c->dt, c->rows, c->nrows, &h, (int64_t)step,
+                              grad_scale);
     ph_end(c);
     if (rc) return zf_err_set(err, "backend_cuda: AdamW step %ld: %s", step, zf_gk_error(gk));
     *lr = h.lr;
@@ -372,8 +471,8 @@ static int cu_params_to_host(zf_backend *b, zf_err *err)
     cuda_impl *c = (cuda_impl *)b->impl;
     cudaStream_t s = zf_gpt2c_stream(c->model);
     /* between steps (generation, checkpoints, export): not timed */
-    if (c->opt_n == c->total) {
-        CKE(cudaMemcpyAsync(c->params, c->master, c->bytes, cudaMemcpyDeviceToHost, s));
+    if (c->opt_n == c->total || c->s3) { /* stage 3: the host keeps the slice only */
+        CKE(cudaMemcpyAsync(c->params, c->master, c->opt_n * sizeof(float), cudaMemcpyDeviceToHost, s));
         CKE(cudaStreamSynchronize(s));
         return 0;
     }
@@ -447,11 +546,42 @@ static int opt_init(cuda_impl *c, const zf_backend_spec *s, zf_err *err)
     CKE(cudaMemcpyAsync(c->m, c->h_m, sb, cudaMemcpyHostToDevice, st));
     CKE(cudaMemcpyAsync(c->v, c->h_v, sb, cudaMemcpyHostToDevice, st));
     zf_gk *gk = zf_gpt2c_gk(c->model);
-    char *lp = (char *)zf_gpt2c_params_dev(c->model) + c->opt_off * zf_gpu_dtype_size(c->dt);
+    void *lp = c->s3 ? c->home : (char *)zf_gpt2c_params_dev(c->model) + c->opt_off * zf_gpu_dtype_size(c->dt);
     if (zf_gk_convert(gk, lp, c->dt, c->master, ZF_GPU_F32, c->opt_n))
         return zf_err_set(err, "backend_cuda: compute copy from the master: %s", zf_gk_error(gk));
     CKE(cudaStreamSynchronize(st));
     c->has_opt = 1;
+    return 0;
+}
+
+/* Stage 3's buffers in one allocation: the home, own_grads and two slots of
+ * the largest layer for parameters and gradients. */
+static int s3_alloc(cuda_impl *c, zf_err *err)
+{
+    const zf_gpt2_config *cfg = zf_gpt2c_get_config(c->model);
+    const size_t es = zf_gpu_dtype_size(c->dt);
+    size_t slot = 0;
+    for (int l = 0; l < cfg->n_layer; l++) {
+        size_t lo, hi;
+        zf_gpt2c_layer_range(c->model, l, &lo, &hi);
+        if (hi - lo > slot) slot = hi - lo;
+    }
+    zf_gpt2c_layers_span(c->model, &c->lay_lo, &c->lay_hi);
+    const size_t a = 256, home_b = c->poff ? 0 : (c->own_n * es + a - 1) / a * a, og_b = (c->own_n * 4 + a - 1) / a * a,
+                 ps_b = (slot * es + a - 1) / a * a, gs_b = (slot * 4 + a - 1) / a * a;
+    c->s3_bytes = home_b + og_b + 2 * ps_b + 2 * gs_b;
+    cudaError_t e = cudaMalloc(&c->s3mem, c->s3_bytes);
+    if (e != cudaSuccess)
+        return zf_err_set(err, "backend_cuda: ZeRO stage 3 buffers: %zu bytes of device memory: %s", c->s3_bytes,
+                          cudaGetErrorString(e));
+    char *p = (char *)c->s3mem;
+    c->home = c->poff ? NULL : p;
+    c->own_grads = (float *)(p + home_b);
+    c->pslot[0] = p + home_b + og_b;
+    c->pslot[1] = p + home_b + og_b + ps_b;
+    c->gslot[0] = (float *)(p + home_b + og_b + 2 * ps_b);
+    c->gslot[1] = (float *)(p + home_b + og_b + 2 * ps_b + gs_b);
+    CKE(cudaMemset(c->s3mem, 0, c->s3_bytes));
     return 0;
 }
 
@@ -465,6 +595,7 @@ static void cu_free(zf_backend *b)
     }
     if (c->master) cudaFree(c->master);
     free(c->rows);
+    if (c->s3mem) cudaFree(c->s3mem);
     zf_nccl_free(c->nccl);
     if (c->params_pinned) cudaHostUnregister(c->params);
     if (c->grads_pinned) cudaHostUnregister(c->grads);
@@ -483,9 +614,8 @@ extern "C" zf_backend *zf_backend_cuda_create(const zf_backend_spec *s, zf_err *
         return NULL;
     }
     const int ranks = s->comm && s->comm->size > 1;
-    if (ranks && (!s->zplan || s->zplan->stage > 2 || s->zplan->params_base != 0 || !s->grads_kept)) {
-        zf_err_set(err, "GPU ranks: expected ZeRO stage 0, 1 or 2 with the whole parameters on the host, got stage %d",
-                   s->zplan ? s->zplan->stage : -1);
+    if (ranks && (!s->zplan || s->zplan->stage > 3 || !s->params_kept || !s->grads_kept)) {
+        zf_err_set(err, "GPU ranks: expected a ZeRO plan of stage 0-3 and the rank's kept host buffers");
         return NULL;
     }
     cudaError_t e = cudaSetDevice(s->rank % n);
@@ -509,7 +639,7 @@ extern "C" zf_backend *zf_backend_cuda_create(const zf_backend_spec *s, zf_err *
     c->total = s->table->total;
     c->bytes = s->table->total * sizeof(float);
     c->opt_n = c->total;
-    size_t grads_bytes = c->bytes, capacity = 0;
+    size_t params_bytes = c->bytes, grads_bytes = c->bytes, capacity = 0;
     c->dt = dt;
     c->ga = s->grad_accum;
     c->rank = s->rank;
@@ -525,18 +655,29 @@ extern "C" zf_backend *zf_backend_cuda_create(const zf_backend_spec *s, zf_err *
         c->own_n = s->zplan->own_n;
         c->opt_off = s->zplan->opt_off;
         c->opt_n = s->zplan->opt_n;
+        c->params = s->params_kept;
         c->grads = s->grads_kept;
         c->grads_base = s->zplan->grads_base;
+        params_bytes = s->zplan->params_numel * sizeof(float);
         grads_bytes = s->zplan->grads_numel * sizeof(float);
         capacity = zf_nccl_capacity(c->nccl);
+        c->s3 = c->stage == 3;
+        c->poff = c->s3 && s->offload_param;
+        if (c->poff && s->ds) {
+            zf_err_set(err, "GPU ranks: offload_param needs the optimizer offloaded too (offload_optimizer.device cpu)");
+            cu_free(b);
+            return NULL;
+        }
     }
-    c->model = zf_gpt2c_create_ex(s->cfg, s->table, dt, s->max_B, s->max_T, s->act_checkpointing, capacity, err);
-    if (!c->model) {
+    const zf_gpt2c_layer_store store = {c, s3_fetch, s3_done};
+    const zf_gpt2c_options mo = {s->act_checkpointing, capacity, c->s3 ? &store : NULL};
+    c->model = zf_gpt2c_create_ex(s->cfg, s->table, dt, s->max_B, s->max_T, &mo, err);
+    if (!c->model || (c->s3 && s3_alloc(c, err) != 0)) {
         cu_free(b);
         return NULL;
     }
     /* Pin the shared buffers; if the system refuses, copies still work, slower. */
-    c->params_pinned = cudaHostRegister(c->params, c->bytes, cudaHostRegisterDefault) == cudaSuccess;
+    c->params_pinned = cudaHostRegister(c->params, params_bytes, cudaHostRegisterDefault) == cudaSuccess;
     c->grads_pinned = cudaHostRegister(c->grads, grads_bytes, cudaHostRegisterDefault) == cudaSuccess;
     cudaGetLastError(); /* clear a refusal */
     static const char *names[2][3] = {{"cuda (fp32)", "cuda (bf16)", "cuda (fp16)"},
@@ -552,10 +693,11 @@ extern "C" zf_backend *zf_backend_cuda_create(const zf_backend_spec *s, zf_err *
     b->params_from_host = cu_params_from_host;
     b->poison_grads = cu_poison_grads;
     b->phase_times = cu_phase_times;
-    /* ranks: the whole compute copy from the host (every rank holds the same
-     * whole parameters at start or resume); the device optimizer below then
-     * rewrites its shard from the master, which equals it */
-    if (ranks && zf_gpt2c_set_params(c->model, c->params, err) != 0) {
+    /* ranks: the compute copy from the host (stages 0-2: every rank holds the
+     * same whole parameters at start or resume; stage 3: the slice into the
+     * home, then the tensors kept whole gathered); the device optimizer
+     * below then rewrites its shard from the master, which equals it */
+    if (ranks && (c->s3 ? cu_params_from_host(b, err) : zf_gpt2c_set_params(c->model, c->params, err)) != 0) {
         cu_free(b);
         return NULL;
     }
@@ -580,9 +722,12 @@ extern "C" zf_backend *zf_backend_cuda_create(const zf_backend_spec *s, zf_err *
     if (ranks) {
         b->grad_stats = cu_zero_grad_stats; /* the reduction over NCCL comes first */
         zf_info("rank %d on GPU %d: ZeRO stage %d over NCCL, %zu of %zu parameters in the optimizer's shard; device "
-                "memory: model %.2f GiB (compute copy, gradients, activations), optimizer %.2f GiB",
+                "memory: model %.2f GiB (%s, activations)%s%.2f GiB, optimizer %.2f GiB",
                 s->rank, s->rank % n, c->stage, c->opt_n, c->total, zf_gpt2c_device_bytes(c->model) / 1073741824.0,
-                c->master ? 3.0 * c->opt_n * sizeof(float) / 1073741824.0 : 0.0);
+                c->s3 ? "embeddings and ln_f whole" : "compute copy, gradients",
+                c->poff ? ", the slice's gradients and two layer buffers (parameters' home on the host) "
+                        : c->s3 ? ", the slice's parameters and gradients and two layer buffers " : ", ",
+                c->s3 ? c->s3_bytes / 1073741824.0 : 0.0, c->master ? 3.0 * c->opt_n * sizeof(float) / 1073741824.0 : 0.0);
     }
     /* creation's copies are not a step's transfers */
     zf_phase_times drop = {0, 0, 0, 0};

@@ -41,7 +41,10 @@ struct zf_gpt2c {
     zf_gpu_dtype dt;
     size_t es; /* element size of dt */
     size_t total;
-    size_t cap; /* floats of the flat buffers (params, grads, stage): total and padding */
+    size_t cap; /* elements of the flat buffers (params, grads, stage): total and padding, or
+                   with a layer store the persistent part only (see pidx) */
+    int ext;    /* the layers' parameters and gradients come from store (ZeRO stage 3) */
+    zf_gpt2c_layer_store store;
     int max_B, max_T;
     int ckpt;    /* activation checkpointing: one layer's activations, recomputed in backward */
     int Lb;      /* layers of activations kept: n_layer, or 1 with ckpt */
@@ -95,7 +98,44 @@ static size_t pad64(size_t n) { return (n + 63) / 64 * 64; }
 
 /* element pointer into a dt buffer */
 static void *ep(const zf_gpt2c *m, const void *base, size_t i) { return (char *)base + i * m->es; }
-static const void *pp(const zf_gpt2c *m, size_t off) { return ep(m, m->params, off); }
+/* Index in the flat buffers of flat element off: the identity, or with a
+ * layer store (which keeps only [0, lay_lo) and [lay_hi, total)) the
+ * elements past the layers moved down to follow the embeddings. */
+static size_t pidx(const zf_gpt2c *m, size_t off) { return m->ext && off >= m->lay_hi ? off - (m->lay_hi - m->lay_lo) : off; }
+/* the embeddings' and ln_f's parameters and gradients (never a layer's) */
+static const void *pp(const zf_gpt2c *m, size_t off) { return ep(m, m->params, pidx(m, off)); }
+static float *gp(const zf_gpt2c *m, size_t off) { return m->grads + pidx(m, off); }
+
+/* Where layer l's parameters and gradients are for one pass: the model's
+ * flat buffers, or what the layer store fetched.  A tensor at flat offset
+ * off is at p + (off - lo) elements. */
+typedef struct layer_view {
+    const char *p;
+    float *g;
+    size_t lo;
+} layer_view;
+static const void *vp(const zf_gpt2c *m, const layer_view *v, size_t off) { return v->p + (off - v->lo) * m->es; }
+static float *vg(const layer_view *v, size_t off) { return v->g + (off - v->lo); }
+
+static int view_get(zf_gpt2c *m, int l, int phase, layer_view *v, zf_err *err)
+{
+    v->lo = m->lrange[l][0];
+    if (!m->ext) {
+        v->p = (const char *)m->params + v->lo * m->es;
+        v->g = m->grads + v->lo;
+        return 0;
+    }
+    void *p = NULL;
+    float *g = NULL;
+    if (m->store.fetch(m->store.ctx, l, phase, &p, phase ? &g : NULL, err)) return -1;
+    v->p = (const char *)p;
+    v->g = g;
+    return 0;
+}
+static int view_done(zf_gpt2c *m, int l, int phase, zf_err *err)
+{
+    return m->ext ? m->store.done(m->store.ctx, l, phase, err) : 0;
+}
 
 #define CK(call)                                                                                               \
     do {                                                                                                       \
@@ -182,12 +222,15 @@ static void layout(zf_gpt2c *m, carver *c)
 zf_gpt2c *zf_gpt2c_create(const zf_gpt2_config *cfg, const zf_param_table *t, zf_gpu_dtype dt, int max_B, int max_T,
                           zf_err *err)
 {
-    return zf_gpt2c_create_ex(cfg, t, dt, max_B, max_T, 0, 0, err);
+    return zf_gpt2c_create_ex(cfg, t, dt, max_B, max_T, NULL, err);
 }
 
 zf_gpt2c *zf_gpt2c_create_ex(const zf_gpt2_config *cfg, const zf_param_table *t, zf_gpu_dtype dt, int max_B, int max_T,
-                             int act_checkpointing, size_t flat_capacity, zf_err *err)
+                             const zf_gpt2c_options *opt, zf_err *err)
 {
+    const zf_gpt2c_options none = {0, 0, NULL};
+    if (!opt) opt = &none;
+    const int act_checkpointing = opt->act_checkpointing;
     if (zf_gpu_dtype_size(dt) == 0) {
         zf_err_set(err, "gpt2_cuda: dtype: expected fp32, bf16 or fp16, got %d", (int)dt);
         return NULL;
@@ -207,7 +250,7 @@ zf_gpt2c *zf_gpt2c_create_ex(const zf_gpt2_config *cfg, const zf_param_table *t,
     m->dt = dt;
     m->es = zf_gpu_dtype_size(dt);
     m->total = t->total;
-    m->cap = flat_capacity > t->total ? flat_capacity : t->total;
+    m->cap = opt->flat_capacity > t->total ? opt->flat_capacity : t->total;
     m->max_B = max_B;
     m->max_T = max_T;
     m->ckpt = act_checkpointing != 0;
@@ -250,29 +293,6 @@ zf_gpt2c *zf_gpt2c_create_ex(const zf_gpt2_config *cfg, const zf_param_table *t,
         zf_attn_desc md = {max_B, max_T, cfg->n_embd, cfg->n_head, attn_dt(dt), 0.0f, 0, 0, 0, NULL};
         m->sMaskw = zf_attn_dropout_mask_bytes(&md) / 8;
     }
-    carver c0 = {NULL, 0};
-    layout(m, &c0);
-    cudaError_t e = cudaStreamCreateWithFlags(&m->s, cudaStreamNonBlocking);
-    if (e == cudaSuccess) e = cudaMalloc(&m->mem, c0.off);
-    if (e == cudaSuccess) e = cudaMemset(m->mem, 0, c0.off);
-    if (e != cudaSuccess) {
-        zf_err_set(err, "gpt2_cuda: allocating %zu bytes of device memory: %s", c0.off, cudaGetErrorString(e));
-        zf_gpt2c_free(m);
-        return NULL;
-    }
-    m->mem_bytes = c0.off;
-    carver c1 = {(char *)m->mem, 0};
-    layout(m, &c1);
-    m->mm = zf_matmul_create(0, err);
-    if (!m->mm) {
-        zf_gpt2c_free(m);
-        return NULL;
-    }
-    m->gk = zf_gk_create(m->s, m->mm, 0, err);
-    if (!m->gk) {
-        zf_gpt2c_free(m);
-        return NULL;
-    }
     /* Gradient streaming needs each layer's tensors in one range of their
      * own, between the embeddings and ln_f (the HF order of lib/model.h). */
     m->lrange = (size_t(*)[2])calloc((size_t)L, sizeof *m->lrange);
@@ -303,6 +323,41 @@ zf_gpt2c *zf_gpt2c_create_ex(const zf_gpt2_config *cfg, const zf_param_table *t,
     for (int k = 0; k < 4; k++)
         if (outside[k][0] < m->lay_hi && outside[k][0] + outside[k][1] > m->lay_lo) ok = 0;
     m->can_stream = ok;
+    if (opt->layer_store) {
+        /* ZeRO stage 3: the model keeps the embeddings and ln_f only */
+        if (!ok || !opt->layer_store->fetch || !opt->layer_store->done) {
+            zf_err_set(err, "gpt2_cuda: layer store: expected fetch and done, and each layer's tensors in a range of "
+                       "their own between the embeddings and ln_f");
+            zf_gpt2c_free(m);
+            return NULL;
+        }
+        m->ext = 1;
+        m->store = *opt->layer_store;
+        m->cap = m->lay_lo + (m->total - m->lay_hi);
+    }
+    carver c0 = {NULL, 0};
+    layout(m, &c0);
+    cudaError_t e = cudaStreamCreateWithFlags(&m->s, cudaStreamNonBlocking);
+    if (e == cudaSuccess) e = cudaMalloc(&m->mem, c0.off);
+    if (e == cudaSuccess) e = cudaMemset(m->mem, 0, c0.off);
+    if (e != cudaSuccess) {
+        zf_err_set(err, "gpt2_cuda: allocating %zu bytes of device memory: %s", c0.off, cudaGetErrorString(e));
+        zf_gpt2c_free(m);
+        return NULL;
+    }
+    m->mem_bytes = c0.off;
+    carver c1 = {(char *)m->mem, 0};
+    layout(m, &c1);
+    m->mm = zf_matmul_create(0, err);
+    if (!m->mm) {
+        zf_gpt2c_free(m);
+        return NULL;
+    }
+    m->gk = zf_gk_create(m->s, m->mm, 0, err);
+    if (!m->gk) {
+        zf_gpt2c_free(m);
+        return NULL;
+    }
     return m;
 }
 
@@ -329,6 +384,16 @@ void zf_gpt2c_free(zf_gpt2c *m)
 }
 
 const zf_gpt2_config *zf_gpt2c_get_config(const zf_gpt2c *m) { return &m->c; }
+void zf_gpt2c_layer_range(const zf_gpt2c *m, int l, size_t *lo, size_t *hi)
+{
+    *lo = m->lrange[l][0];
+    *hi = m->lrange[l][1];
+}
+void zf_gpt2c_layers_span(const zf_gpt2c *m, size_t *lo, size_t *hi)
+{
+    *lo = m->lay_lo;
+    *hi = m->lay_hi;
+}
 zf_gpu_dtype zf_gpt2c_dtype(const zf_gpt2c *m) { return m->dt; }
 int zf_gpt2c_target_count(const zf_gpt2c *m) { return m->count; }
 const char *zf_gpt2c_error(const zf_gpt2c *m) { return m->err; }
@@ -353,6 +418,7 @@ int zf_gpt2c_set_params(zf_gpt2c *m, const float *host, zf_err *err)
 
 int zf_gpt2c_set_params_range(zf_gpt2c *m, const float *host, size_t off, size_t n, zf_err *err)
 {
+    if (m->ext) return zf_err_set(err, "gpt2_cuda: set_params: the layers live in the layer store");
     if (off > m->total || n > m->total - off)
         return zf_err_set(err, "gpt2_cuda: set_params: range [%zu, +%zu): expected inside %zu parameters", off, n,
                           m->total);
@@ -384,6 +450,7 @@ int zf_gpt2c_stream_grads_next(zf_gpt2c *m, float *host, zf_err *err)
         m->sink = NULL;
         return 0;
     }
+    if (m->ext) return zf_err_set(err, "gpt2_cuda: gradient streaming: the layers live in the layer store");
     if (!m->can_stream) return zf_err_set(err, "gpt2_cuda: stream_grads: the layers' tensors are not contiguous");
     if (!m->cs) {
         CK(cudaStreamCreateWithFlags(&m->cs, cudaStreamNonBlocking));
@@ -399,6 +466,7 @@ int zf_gpt2c_upload_params_next(zf_gpt2c *m, const float *host, int (*ready)(voi
 {
     m->up_src = NULL;
     if (!host) return 0;
+    if (m->ext) return zf_err_set(err, "gpt2_cuda: pipelined upload: the layers live in the layer store");
     if (!ready) return zf_err_set(err, "gpt2_cuda: upload_params_next: expected a ready function");
     if (!m->cs) {
         CK(cudaStreamCreateWithFlags(&m->cs, cudaStreamNonBlocking));
@@ -447,6 +515,7 @@ static int up_ensure(zf_gpt2c *m, size_t need, zf_err *err)
 
 int zf_gpt2c_get_grads(zf_gpt2c *m, float *host, zf_err *err)
 {
+    if (m->ext) return zf_err_set(err, "gpt2_cuda: get_grads: the layers live in the layer store");
     if (m->streamed == host) { /* the layers are on their way: the rest, after them */
         m->streamed = NULL;
         CK(cudaEventRecord(m->cs_done, m->cs));
@@ -468,8 +537,9 @@ int zf_gpt2c_get_grads(zf_gpt2c *m, float *host, zf_err *err)
 static uint64_t *attn_mask(const zf_gpt2c *m, int sl) { return m->amask ? m->amask + (size_t)sl * m->sMaskw : NULL; }
 
 /* One block's forward from its input x into out (res3 of the layer), its
- * other activations in slot l (slot 0 with checkpointing). */
-static int layer_fwd(zf_gpt2c *m, int l, const void *x, void *res3, zf_err *err)
+ * other activations in slot l (slot 0 with checkpointing), its parameters
+ * from v. */
+static int layer_fwd(zf_gpt2c *m, int l, const layer_view *v, const void *x, void *res3, zf_err *err)
 {
     const int B = m->B, T = m->T, d = m->c.n_embd, NH = m->c.n_head;
     const int N = B * T;
@@ -485,17 +555,17 @@ static int layer_fwd(zf_gpt2c *m, int l, const void *x, void *res3, zf_err *err)
     void *fchg = ep(m, m->fchg, sl * m->s4D);
     float *m1 = m->ln1_mean + sl * m->sNp, *r1 = m->ln1_rstd + sl * m->sNp;
     float *m2 = m->ln2_mean + sl * m->sNp, *r2 = m->ln2_rstd + sl * m->sNp;
-    GK(zf_gk_layernorm_fwd(m->gk, dt, ln1, m1, r1, x, pp(m, o->ln1w), pp(m, o->ln1b), N, d, eps));
-    MM(zf_linear_fwd(m->mm, m->s, dt, qkv, ln1, pp(m, o->qkvw), pp(m, o->qkvb), N, d, 3 * d));
+    GK(zf_gk_layernorm_fwd(m->gk, dt, ln1, m1, r1, x, vp(m, v, o->ln1w), vp(m, v, o->ln1b), N, d, eps));
+    MM(zf_linear_fwd(m->mm, m->s, dt, qkv, ln1, vp(m, v, o->qkvw), vp(m, v, o->qkvb), N, d, 3 * d));
     zf_attn_desc ad = {B, T, d, NH, attn_dt(dt), pa, seed, site(l, K_ATTN), 0, attn_mask(m, sl)};
     if (zf_attn_forward(&ad, atty, m->lse + sl * m->sLse, qkv, m->s, err)) return -1;
-    MM(zf_linear_fwd(m->mm, m->s, dt, m->tmp, atty, pp(m, o->attpw), pp(m, o->attpb), N, d, d));
+    MM(zf_linear_fwd(m->mm, m->s, dt, m->tmp, atty, vp(m, v, o->attpw), vp(m, v, o->attpb), N, d, d));
     GK(zf_gk_residual_fwd(m->gk, dt, res2, x, m->tmp, ND, pr, seed, site(l, K_ATTRES)));
-    GK(zf_gk_layernorm_fwd(m->gk, dt, ln2, m2, r2, res2, pp(m, o->ln2w), pp(m, o->ln2b), N, d, eps));
-    MM(zf_linear_fwd(m->mm, m->s, dt, fch, ln2, pp(m, o->fcw), pp(m, o->fcb), N, d, 4 * d));
+    GK(zf_gk_layernorm_fwd(m->gk, dt, ln2, m2, r2, res2, vp(m, v, o->ln2w), vp(m, v, o->ln2b), N, d, eps));
+    MM(zf_linear_fwd(m->mm, m->s, dt, fch, ln2, vp(m, v, o->fcw), vp(m, v, o->fcb), N, d, 4 * d));
     /* the exact tanh GELU of the CPU model, not cuBLASLt's epilogue */
     GK(zf_gk_gelu_fwd(m->gk, dt, fchg, fch, (size_t)N * 4 * d));
-    MM(zf_linear_fwd(m->mm, m->s, dt, m->tmp, fchg, pp(m, o->fcpw), pp(m, o->fcpb), N, 4 * d, d));
+    MM(zf_linear_fwd(m->mm, m->s, dt, m->tmp, fchg, vp(m, v, o->fcpw), vp(m, v, o->fcpb), N, 4 * d, d));
     GK(zf_gk_residual_fwd(m->gk, dt, res3, res2, m->tmp, ND, pr, seed, site(l, K_MLPRES)));
     return 0;
 }
@@ -519,7 +589,8 @@ static int forward_dev(zf_gpt2c *m, zf_err *err)
         void *res3 = ep(m, m->res3, l * m->sD);
         if (m->lrange[l][1] > need) need = m->lrange[l][1];
         if (up_ensure(m, need, err)) return -1;
-        if (layer_fwd(m, l, x, res3, err)) return -1;
+        layer_view v;
+        if (view_get(m, l, 0, &v, err) || layer_fwd(m, l, &v, x, res3, err) || view_done(m, l, 0, err)) return -1;
         x = res3;
     }
     if (up_ensure(m, m->total, err)) return -1;
@@ -617,7 +688,6 @@ int zf_gpt2c_backward(zf_gpt2c *m, float loss_scale, zf_err *err)
     const uint64_t seed = m->seed;
     const float pe = m->training ? m->c.embd_pdrop : 0.0f, pa = m->training ? m->c.attn_pdrop : 0.0f,
                 pr = m->training ? m->c.resid_pdrop : 0.0f;
-    float *g = m->grads;
     /* streaming armed for this backward: each layer's gradients go to the
      * host on the copy stream as soon as that layer is done */
     float *sink = m->sink;
@@ -627,9 +697,9 @@ int zf_gpt2c_backward(zf_gpt2c *m, float loss_scale, zf_err *err)
     /* tied head: dlnf = dlogits wte (overwritten), dwte += dlogits^T lnf, with
      * dlogits = (softmax - onehot) loss_scale / count saved by the forward */
     GK(zf_gk_classifier_bwd_saved(m->gk, dt, m->dsave, m->lnf, pp(m, m->o_wte), N, d, V, loss_scale / (float)m->count,
-                                  m->dln, g + m->o_wte));
+                                  m->dln, gp(m, m->o_wte)));
     CK(cudaMemsetAsync(m->dres, 0, ND * m->es, m->s));
-    GK(zf_gk_layernorm_bwd(m->gk, dt, m->dres, g + m->o_lnfw, g + m->o_lnfb, m->dln, ep(m, m->res3, (L - 1) * m->sD),
+    GK(zf_gk_layernorm_bwd(m->gk, dt, m->dres, gp(m, m->o_lnfw), gp(m, m->o_lnfb), m->dln, ep(m, m->res3, (L - 1) * m->sD),
                            pp(m, m->o_lnfw), m->lnf_mean, m->lnf_rstd, N, d));
     for (int l = L - 1; l >= 0; l--) {
         const layer_off *o = &m->lo[l];
@@ -637,7 +707,9 @@ int zf_gpt2c_backward(zf_gpt2c *m, float loss_scale, zf_err *err)
         const int sl = m->ckpt ? 0 : l;
         /* checkpointing: rerun the block (its output goes to scratch; res3[l]
          * already holds the same values) */
-        if (m->ckpt && layer_fwd(m, l, in, m->dtmp, err)) return -1;
+        layer_view v;
+        if (view_get(m, l, 1, &v, err)) return -1;
+        if (m->ckpt && layer_fwd(m, l, &v, in, m->dtmp, err)) return -1;
         void *ln1 = ep(m, m->ln1, sl * m->sD), *qkv = ep(m, m->qkv, sl * m->s3D), *atty = ep(m, m->atty, sl * m->sD);
         void *res2 = ep(m, m->res2, sl * m->sD), *ln2 = ep(m, m->ln2, sl * m->sD), *fch = ep(m, m->fch, sl * m->s4D);
         void *fchg = ep(m, m->fchg, sl * m->s4D);
@@ -649,23 +721,23 @@ int zf_gpt2c_backward(zf_gpt2c *m, float loss_scale, zf_err *err)
             GK(zf_gk_dropout_bwd(m->gk, dt, m->dtmp, m->dres, ND, pr, seed, site(l, K_MLPRES)));
             dy = m->dtmp;
         }
-        MM(zf_linear_bwd(m->mm, m->s, dt, NULL, g + o->fcpw, dy, fchg, pp(m, o->fcpw), N, 4 * d, d));
-        GK(zf_gk_bias_grad(m->gk, dt, g + o->fcpb, dy, N, d));
+        MM(zf_linear_bwd(m->mm, m->s, dt, NULL, vg(&v, o->fcpw), dy, fchg, vp(m, &v, o->fcpw), N, 4 * d, d));
+        GK(zf_gk_bias_grad(m->gk, dt, vg(&v, o->fcpb), dy, N, d));
         /* dfch = (dy Wp^T) * gelu'(fch): the GELU backward in the product's
          * epilogue (one pass less over the [N,4d] gradient) in bf16/fp16; in
          * fp32 (the debug mode that matches the CPU model) and where cuBLASLt
          * has no such algorithm (nothing enqueued then) the exact separate
          * pass: cuBLASLt's fp32 GELU derivative is off by ~1e-5 relative */
         if (dt == ZF_GPU_F32 ||
-            zf_matmul(m->mm, m->s, dt, dt, N, 4 * d, d, dy, d, 0, pp(m, o->fcpw), d, 1, m->dfch, 4 * d, 1.0f, 0.0f,
+            zf_matmul(m->mm, m->s, dt, dt, N, 4 * d, d, dy, d, 0, vp(m, &v, o->fcpw), d, 1, m->dfch, 4 * d, 1.0f, 0.0f,
                       ZF_MM_DGELU, NULL, fch, 4 * d)) {
-            MM(zf_matmul(m->mm, m->s, dt, dt, N, 4 * d, d, dy, d, 0, pp(m, o->fcpw), d, 1, m->dfch, 4 * d, 1.0f, 0.0f,
+            MM(zf_matmul(m->mm, m->s, dt, dt, N, 4 * d, d, dy, d, 0, vp(m, &v, o->fcpw), d, 1, m->dfch, 4 * d, 1.0f, 0.0f,
                          ZF_MM_DEFAULT, NULL, NULL, 0));
             GK(zf_gk_gelu_bwd(m->gk, dt, m->dfch, m->dfch, fch, (size_t)N * 4 * d));
         }
-        MM(zf_linear_bwd(m->mm, m->s, dt, m->dln, g + o->fcw, m->dfch, ln2, pp(m, o->fcw), N, d, 4 * d));
-        GK(zf_gk_bias_grad(m->gk, dt, g + o->fcb, m->dfch, N, 4 * d));
-        GK(zf_gk_layernorm_bwd(m->gk, dt, m->dres, g + o->ln2w, g + o->ln2b, m->dln, res2, pp(m, o->ln2w), m2, r2, N,
+        MM(zf_linear_bwd(m->mm, m->s, dt, m->dln, vg(&v, o->fcw), m->dfch, ln2, vp(m, &v, o->fcw), N, d, 4 * d));
+        GK(zf_gk_bias_grad(m->gk, dt, vg(&v, o->fcb), m->dfch, N, 4 * d));
+        GK(zf_gk_layernorm_bwd(m->gk, dt, m->dres, vg(&v, o->ln2w), vg(&v, o->ln2b), m->dln, res2, vp(m, &v, o->ln2w), m2, r2, N,
                                d));
         /* x2 = x1 + drop(attn) */
         dy = m->dres;
@@ -673,27 +745,28 @@ int zf_gpt2c_backward(zf_gpt2c *m, float loss_scale, zf_err *err)
             GK(zf_gk_dropout_bwd(m->gk, dt, m->dtmp, m->dres, ND, pr, seed, site(l, K_ATTRES)));
             dy = m->dtmp;
         }
-        MM(zf_linear_bwd(m->mm, m->s, dt, m->datty, g + o->attpw, dy, atty, pp(m, o->attpw), N, d, d));
-        GK(zf_gk_bias_grad(m->gk, dt, g + o->attpb, dy, N, d));
+        MM(zf_linear_bwd(m->mm, m->s, dt, m->datty, vg(&v, o->attpw), dy, atty, vp(m, &v, o->attpw), N, d, d));
+        GK(zf_gk_bias_grad(m->gk, dt, vg(&v, o->attpb), dy, N, d));
         zf_attn_desc ad = {B, T, d, NH, attn_dt(dt), pa, seed, site(l, K_ATTN), 0, attn_mask(m, sl)};
         if (zf_attn_backward(&ad, m->dqkv, m->datty, qkv, atty, m->lse + sl * m->sLse, m->attn_ws, m->s, err)) return -1;
-        MM(zf_linear_bwd(m->mm, m->s, dt, m->dln, g + o->qkvw, m->dqkv, ln1, pp(m, o->qkvw), N, d, 3 * d));
-        GK(zf_gk_bias_grad(m->gk, dt, g + o->qkvb, m->dqkv, N, 3 * d));
-        GK(zf_gk_layernorm_bwd(m->gk, dt, m->dres, g + o->ln1w, g + o->ln1b, m->dln, in, pp(m, o->ln1w), m1, r1, N,
+        MM(zf_linear_bwd(m->mm, m->s, dt, m->dln, vg(&v, o->qkvw), m->dqkv, ln1, vp(m, &v, o->qkvw), N, d, 3 * d));
+        GK(zf_gk_bias_grad(m->gk, dt, vg(&v, o->qkvb), m->dqkv, N, 3 * d));
+        GK(zf_gk_layernorm_bwd(m->gk, dt, m->dres, vg(&v, o->ln1w), vg(&v, o->ln1b), m->dln, in, vp(m, &v, o->ln1w), m1, r1, N,
                                d));
         if (sink) {
             const size_t a = m->lrange[l][0], n = m->lrange[l][1] - a;
             CK(cudaEventRecord(m->lev[l], m->s));
             CK(cudaStreamWaitEvent(m->cs, m->lev[l], 0));
-            CK(cudaMemcpyAsync(sink + a, g + a, n * sizeof(float), cudaMemcpyDeviceToHost, m->cs));
+            CK(cudaMemcpyAsync(sink + a, m->grads + a, n * sizeof(float), cudaMemcpyDeviceToHost, m->cs));
         }
+        if (view_done(m, l, 1, err)) return -1;
     }
     const void *dx = m->dres;
     if (pe > 0.0f) {
         GK(zf_gk_dropout_bwd(m->gk, dt, m->dtmp, m->dres, ND, pe, seed, SITE_EMBD));
         dx = m->dtmp;
     }
-    GK(zf_gk_embed_bwd(m->gk, dt, g + m->o_wte, g + m->o_wpe, dx, m->tok, B, T, d, V));
+    GK(zf_gk_embed_bwd(m->gk, dt, gp(m, m->o_wte), gp(m, m->o_wpe), dx, m->tok, B, T, d, V));
     CK(cudaGetLastError());
     return 0;
 }

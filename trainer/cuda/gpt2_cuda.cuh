@@ -41,14 +41,43 @@ typedef struct zf_gpt2c zf_gpt2c;
  * with err filled on invalid sizes or a CUDA/cuBLASLt failure. */
 zf_gpt2c *zf_gpt2c_create(const zf_gpt2_config *cfg, const zf_param_table *t, zf_gpu_dtype dt, int max_B, int max_T,
                           zf_err *err);
-/* The same with activation checkpointing when act_checkpointing != 0: only
- * each block's output is kept per layer, the other activations of one block
- * once; backward recomputes each block (same gradients, bitwise).  The flat
- * buffers (compute copy, gradients) hold flat_capacity elements when that
- * exceeds t->total (padding for the in-place collectives of nccl_comm.cuh,
- * zeroed: the model never reads it); 0: t->total. */
+/* ZeRO stage 3: where the layers' parameters and gradients come from, per
+ * pass.  fetch: layer l is about to run (phase 0 forward, 1 backward); set
+ * *params to the device address of the layer's first flat element (its
+ * range [lo, hi), zf_gpt2c_layer_range) in the compute type, each tensor at
+ * params + (offset - lo), and in backward *grads likewise for fp32
+ * gradients, which the model ADDS to.  What fills them must be queued on
+ * the model's stream (or waited by it) before fetch returns.  done: the
+ * layer's work of that pass is queued; the buffers may be reused by work
+ * queued after it, and after a backward its gradients are this
+ * micro-batch's.  Both return 0 or -1 (err). */
+typedef struct zf_gpt2c_layer_store {
+    void *ctx;
+    int (*fetch)(void *ctx, int layer, int phase, void **params, float **grads, zf_err *err);
+    int (*done)(void *ctx, int layer, int phase, zf_err *err);
+} zf_gpt2c_layer_store;
+
+typedef struct zf_gpt2c_options {
+    /* only each block's output kept per layer, the other activations of one
+     * block once; backward recomputes each block (same gradients, bitwise) */
+    int act_checkpointing;
+    /* the flat buffers (compute copy, gradients) hold this many elements when
+     * it exceeds t->total (padding for the in-place collectives of
+     * nccl_comm.cuh, zeroed: the model never reads it); 0: t->total */
+    size_t flat_capacity;
+    /* NULL, or the layers live outside the model: the flat buffers then hold
+     * the embeddings and ln_f only, [0, lay_lo) followed by [lay_hi, total)
+     * (zf_gpt2c_layers_span); set_params, get_grads and the streaming calls
+     * refuse, and flat_capacity is ignored */
+    const zf_gpt2c_layer_store *layer_store;
+} zf_gpt2c_options;
+
+/* The same with options (NULL: none). */
 zf_gpt2c *zf_gpt2c_create_ex(const zf_gpt2_config *cfg, const zf_param_table *t, zf_gpu_dtype dt, int max_B, int max_T,
-                             int act_checkpointing, size_t flat_capacity, zf_err *err);
+                             const zf_gpt2c_options *opt, zf_err *err);
+/* Layer l's flat range [lo, hi), and all the layers' [lo, hi). */
+void zf_gpt2c_layer_range(const zf_gpt2c *m, int l, size_t *lo, size_t *hi);
+void zf_gpt2c_layers_span(const zf_gpt2c *m, size_t *lo, size_t *hi);
 void zf_gpt2c_free(zf_gpt2c *m);
 size_t zf_gpt2c_device_bytes(const zf_gpt2c *m); /* the model's one allocation */
 int zf_gpt2c_act_checkpointing(const zf_gpt2c *m);

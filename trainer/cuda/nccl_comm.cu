@@ -91,3 +91,70 @@ int zf_nccl_allgather(zf_nccl *n, void *buf, zf_gpu_dtype dt, cudaStream_t s, zf
     NK(ncclAllGather((char *)buf + (size_t)n->rank * n->per * es, buf, n->per, nccl_type(dt), n->comm, s));
     return 0;
 }
+
+/* Rank r's part [*po, *po + *pn) of [lo, hi). */
+static void part(const zf_nccl *n, int r, size_t lo, size_t hi, size_t *po, size_t *pn)
+{
+    size_t so, sn;
+    zf_comm_slice(n->total, n->size, r, &so, &sn);
+    const size_t a = lo > so ? lo : so, b = hi < so + sn ? hi : so + sn;
+    *po = a;
+    *pn = b > a ? b - a : 0;
+}
+
+/* Every owner broadcasts its part (one group: the parts travel at once). */
+int zf_nccl_gather_range(zf_nccl *n, void *dst, size_t lo, size_t hi, const void *home, zf_gpu_dtype dt,
+                         cudaStream_t s, zf_err *err)
+{
+    const size_t es = zf_gpu_dtype_size(dt);
+    size_t own, own_n;
+    zf_nccl_slice(n, &own, &own_n);
+    NK(ncclGroupStart());
+    for (int r = 0; r < n->size; r++) {
+        size_t po, pn;
+        part(n, r, lo, hi, &po, &pn);
+        if (!pn) continue;
+        char *to = (char *)dst + (po - lo) * es;
+        const char *from = r == n->rank && home ? (const char *)home + (po - own) * es : to;
+        ncclResult_t rc = ncclBroadcast(from, to, pn, nccl_type(dt), r, n->comm, s);
+        if (rc != ncclSuccess) {
+            ncclGroupEnd();
+            return nccl_fail(err, "ncclBroadcast", rc);
+        }
+    }
+    NK(ncclGroupEnd());
+    return 0;
+}
+
+static __global__ void add_k(float *acc, const float *x, size_t n)
+{
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+        acc[i] += x[i];
+}
+
+/* Every part reduced into its owner in place (one group), then the owner's
+ * part added to its accumulator. */
+int zf_nccl_reduce_range_add(zf_nccl *n, float *buf, size_t lo, size_t hi, float *acc, cudaStream_t s, zf_err *err)
+{
+    NK(ncclGroupStart());
+    for (int r = 0; r < n->size; r++) {
+        size_t po, pn;
+        part(n, r, lo, hi, &po, &pn);
+        if (!pn) continue;
+        ncclResult_t rc = ncclReduce(buf + (po - lo), buf + (po - lo), pn, ncclFloat32, ncclSum, r, n->comm, s);
+        if (rc != ncclSuccess) {
+            ncclGroupEnd();
+            return nccl_fail(err, "ncclReduce", rc);
+        }
+    }
+    NK(ncclGroupEnd());
+    size_t po, pn, own, own_n;
+    part(n, n->rank, lo, hi, &po, &pn);
+    if (!pn) return 0;
+    zf_nccl_slice(n, &own, &own_n);
+    const unsigned blocks = (unsigned)(pn / 1024 + 1 < 1024 ? pn / 1024 + 1 : 1024);
+    add_k<<<blocks, 256, 0, s>>>(acc + (po - own), buf + (po - lo), pn);
+    cudaError_t e = cudaGetLastError();
+    if (e != cudaSuccess) return zf_err_set(err, "nccl: adding the reduced part: %s", cudaGetErrorString(e));
+    return 0;
+}

@@ -12,6 +12,9 @@
  * (zf_nccl_capacity; the tail past total is padding that no one reads).
  * Everything is queued on the caller's stream (no host synchronisation).
  *
+ * Stage 3 moves ranges (one layer) instead of whole buffers: each owner
+ * broadcasts or receives the reduction of its part, in one NCCL group.
+ *
  * Scalars (flags, norms, losses) stay on the host engine: they are few and
  * the host decides with them. */
 #ifndef ZF_NCCL_COMM_CUH
@@ -49,6 +52,16 @@ int zf_nccl_reduce_scatter(zf_nccl *n, float *buf, cudaStream_t s, zf_err *err);
 /* buf holds capacity elements of type dt; every rank's slice of buf lands in
  * every rank's buf. */
 int zf_nccl_allgather(zf_nccl *n, void *buf, zf_gpu_dtype dt, cudaStream_t s, zf_err *err);
+
+/* ZeRO stage 3, any range [lo, hi) of the flat buffer (a layer):
+ * gather_range: dst holds the range's elements of type dt; each rank's part
+ * of the range, taken from its home (its slice, from its own offset; NULL:
+ * the part is in dst already), lands in every rank's dst.  reduce_range_add: buf holds the range's fp32
+ * gradients of this rank; the sum over ranks of each rank's part is ADDED to
+ * that rank's acc (its slice, from its own offset); buf is left undefined. */
+int zf_nccl_gather_range(zf_nccl *n, void *dst, size_t lo, size_t hi, const void *home, zf_gpu_dtype dt,
+                         cudaStream_t s, zf_err *err);
+int zf_nccl_reduce_range_add(zf_nccl *n, float *buf, size_t lo, size_t hi, float *acc, cudaStream_t s, zf_err *err);
 
 #ifdef __cplusplus
 }

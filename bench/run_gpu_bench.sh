@@ -44,6 +44,8 @@ summary=$work/summary.txt
 for spec in $RUNS; do
   IFS=: read -r model micro ga off gpus stage <<<"$spec"
   gpus=${gpus:-1} stage=${stage:-2}
+  preset=$ROOT/config/models/$model.json   # or a config file of one's own (PATH.json)
+  [[ "$model" == *.json ]] && { preset=$model; model=$(basename "$model" .json); }
   name="$model-b$micro-ga$ga-$off"
   [ "$gpus" = 1 ] && [ "$stage" = 2 ] || name="$name-g$gpus-s$stage"
   "$PY" - "$ROOT/config/zero-2.json" "$work/$name.json" "$ga" "$off" "$stage" <<'PY'
@@ -61,7 +63,7 @@ json.dump(c, open(sys.argv[2], "w"), indent=2)
 PY
   t0=$SECONDS
   pipe=1; [ "$off" = cpu-nopipe ] && pipe=0
-  ZF_OFFLOAD_PIPELINE=$pipe scripts/run_pipeline.sh "$work/$name.json" --model_name "$model" --batch_size "$micro" --max_length 1024 \
+  ZF_OFFLOAD_PIPELINE=$pipe scripts/run_pipeline.sh "$work/$name.json" --model_name "$preset" --batch_size "$micro" --max_length 1024 \
       --num_gpus "$gpus" --dataset_config bytes=${ZF_BENCH_BYTES:-8000000} --tokenizer_workers 8 --max_train_steps "$STEPS" \
       --max_eval_steps 1 --log_every 1 --generation_prompt "" --output_dir "$work/$name" >"$work/$name.out" 2>&1
   rc=$?
@@ -69,7 +71,7 @@ PY
     echo "$name: pipeline failed (exit $rc)"; tail -n 15 "$work/$name.out"; continue
   fi
   echo "$name: pipeline wall $((SECONDS - t0)) s; $(grep -o 'computing on .*' "$work/$name.out" | head -n1)"
-  "$PY" - "$work/$name/metrics.jsonl" "$ROOT/config/models/$model.json" "$micro" "$ga" "$WARMUP" "$name" "$gpus" <<'PY' | tee -a "$summary"
+  "$PY" - "$work/$name/metrics.jsonl" "$preset" "$micro" "$ga" "$WARMUP" "$name" "$gpus" <<'PY' | tee -a "$summary"
 import json, sys, statistics
 path, preset, micro, ga, warm, name = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), sys.argv[6]
 gpus = int(sys.argv[7])

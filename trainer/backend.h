@@ -108,7 +108,8 @@ typedef struct zf_backend_spec {
     int act_checkpointing;   /* keep each block's input only; recompute in backward */
     int grad_accum;          /* backward calls per step (0: unknown); lets a GPU backend copy the
                                 last one's finished gradients to the host during that backward */
-    /* GPU ranks of a world > 1 (NULL: one rank).  The backend then does
+    /* GPU ranks of a world > 1, or one GPU at stage 3 with offload_param
+     * (NULL: one rank, the whole model on the GPU).  The backend then does
      * ZeRO stages 0-2 itself, on the device: grad_stats first reduces the
      * gradients into their owners (all-reduce at stage 0, reduce-scatter
      * above) and combines the flag and the norm over the ranks; the optimizer

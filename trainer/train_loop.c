@@ -62,8 +62,9 @@ typedef struct trainer {
     uint64_t opt_bytes;              /* offloadd's optimizer segments of this rank, for the memory report */
     int pipe_on, pipe_pending, params_stale;
     int gpu_grads;                   /* a GPU backend: the host gradients are only its copy (of the shard) */
-    int gpu_ranks;                   /* GPU ranks (world > 1): the backend reduces and gathers over NCCL;
-                                        the host "params" are refreshed only when read (params_stale) */
+    int gpu_zero;                    /* ZeRO in the GPU backend (ranks, or one GPU with stage 3's full offload):
+                                        it reduces and gathers over NCCL; the host "params" are refreshed
+                                        only when read (params_stale) */
     long pipe_step;                  /* the applied step being updated */
     double pipe_wait;                /* host seconds waiting for offloadd in the current step */
     zf_progress progress;
@@ -239,7 +240,7 @@ static void host_params_current(trainer *t, int with_opt)
         t->params_stale = 0;
         return;
     }
-    if (t->gpu_ranks && !be->optimizer_step) {
+    if (t->gpu_zero && !be->optimizer_step) {
         /* offloadd wrote each rank's shard of "params": the other shards
          * from their ranks (a collective, like the device one below) */
         if (t->params_stale && zf_zero_params_updated(t->zero, &err) != 0) zf_die("%s", err.msg);
@@ -529,7 +530,7 @@ static void save_checkpoint(trainer *t, int final)
     /* the device optimizers' state into offloadd's segments, on every rank
      * before any asks ckptd for the partitions */
     host_params_current(t, 1);
-    if (t->gpu_ranks && t->backend->optimizer_step && zf_comm_barrier(&t->comm, &err) != 0)
+    if (t->gpu_zero && t->backend->optimizer_step && zf_comm_barrier(&t->comm, &err) != 0)
         zf_die("checkpoint: %s", err.msg);
     if (t->rank != t->node.first) return;
     char *meta = t->rank == 0 ? checkpoint_meta(t) : zf_xstrdup("{}");
@@ -763,7 +764,7 @@ static double train_step(trainer *t, double *lr_out, int *skipped)
     t->phase.optimizer_s += t_up - t_opt; /* offloadd's update and its write of "params" */
     /* the other ranks' updated slices (stage 1-2) or a fresh start of the
      * stage-3 gathers; GPU ranks gather on the device (params_from_host) */
-    if (t->gpu_ranks) t->params_stale = 1;
+    if (t->gpu_zero) t->params_stale = 1;
     else if (zf_zero_params_updated(t->zero, &err) != 0) zf_die("%s", err.msg);
     if (be->params_from_host(be, &err) != 0) zf_die("%s", err.msg);
     if (be->phase_times) be->phase_times(be, &t->phase);
@@ -884,7 +885,11 @@ int zf_train_main(const zf_options *o, zf_backend_factory gpu)
                              .fp16 = t.cfg.fp16_enabled, .bf16 = t.cfg.bf16_enabled };
     spec.act_checkpointing = o->gradient_checkpointing || t.cfg.activation_checkpointing;
     spec.grad_accum = t.ga;
-    if (t.world > 1) { /* GPU ranks: ZeRO on the device (backend.h) */
+    /* GPU ranks, or one GPU at stage 3 with parameters and optimizer
+     * offloaded (the layers streamed from the host): ZeRO on the device (backend.h) */
+    const int full_offload = t.cfg.zero_stage == 3 && strcmp(t.cfg.zero_offload_param_device, "cpu") == 0 &&
+                             strcmp(t.cfg.zero_offload_optimizer_device, "cpu") == 0;
+    if (t.world > 1 || full_offload) {
         spec.comm = &t.comm;
         spec.zplan = &t.zplan;
         spec.params_kept = t.params.data;
@@ -910,9 +915,9 @@ int zf_train_main(const zf_options *o, zf_backend_factory gpu)
         zf_warn("--num_gpus %d: this trainer is the CPU build; training on the CPU", o->num_gpus);
     }
     t.gpu_grads = t.backend != NULL;
-    t.gpu_ranks = t.backend != NULL && t.world > 1;
+    t.gpu_zero = t.backend != NULL && spec.comm != NULL;
     if (!t.backend && !(t.backend = zf_backend_cpu_create(&spec, &err))) zf_die("%s", err.msg);
-    if (t.world > 1 && !t.gpu_ranks &&
+    if (t.world > 1 && !t.gpu_zero &&
         zf_backend_cpu_attach_zero(t.backend, zf_zero_hooks(t.zero), (uint64_t)t.rank * (uint64_t)t.micro, &err) != 0)
         zf_die("--world_size %d: %s", t.world, err.msg);
     zf_info("computing on %s", t.backend->name);

@@ -613,7 +613,8 @@ extern "C" zf_backend *zf_backend_cuda_create(const zf_backend_spec *s, zf_err *
         zf_err_set(err, "no usable CUDA device");
         return NULL;
     }
-    const int ranks = s->comm && s->comm->size > 1;
+    /* ZeRO on the device: ranks, or one GPU streaming its layers from the host */
+    const int ranks = s->comm && (s->comm->size > 1 || (s->zplan && s->zplan->stage == 3 && s->offload_param));
     if (ranks && (!s->zplan || s->zplan->stage > 3 || !s->params_kept || !s->grads_kept)) {
         zf_err_set(err, "GPU ranks: expected a ZeRO plan of stage 0-3 and the rank's kept host buffers");
         return NULL;

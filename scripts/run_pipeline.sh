@@ -85,8 +85,14 @@ fi
 
 TRAINER=$BIN/trainer
 if [ "$NUM_GPUS" != 0 ]; then
-  if [ -x "$BIN/trainer_cuda" ] && "$BIN/trainer_cuda" gpu-count >/dev/null 2>&1; then
+  if [ -x "$BIN/trainer_cuda" ] && gpus_here=$("$BIN/trainer_cuda" gpu-count 2>/dev/null); then
     TRAINER=$BIN/trainer_cuda
+    # one rank per GPU: two ranks on one GPU would stop in NCCL's setup (a
+    # launcher of one's own, ZF_LAUNCHER, may place the ranks on other nodes)
+    if [ -z "${ZF_LAUNCHER:-}" ] && [[ "$NUM_GPUS" =~ ^[0-9]+$ ]] && [ "$NUM_GPUS" -gt "$gpus_here" ]; then
+      say "--num_gpus $NUM_GPUS: this machine has $gpus_here usable GPU(s): expected at most $gpus_here (one rank per GPU)"
+      exit 1
+    fi
   else
     say "--num_gpus $NUM_GPUS: no usable GPU (or no CUDA build) on this machine; falling back to the CPU trainer"
     ARGS+=(--num_gpus 0)

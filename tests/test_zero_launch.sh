@@ -78,6 +78,20 @@ if "$ROOT/scripts/run_pipeline.sh" zero-2 "${TINY[@]}" --num_gpus 2 --world_size
   fail "--num_gpus 2 --world_size 3 accepted"
 fi
 grep -q "expected the same number" "$out/stdout" || { cat "$out/stdout" >&2; fail "no clear error for --num_gpus 2 --world_size 3"; }
+# GPU ranks offload the parameters only with the optimizer (trainer check,
+# which the CPU build runs the same way)
+"$ZF_PYTHON" - "$ROOT/config/zero-3.json" "$out/param-only.json" <<'PY'
+import json, sys
+c = json.load(open(sys.argv[1]))
+del c["zero_optimization"]["offload_optimizer"]
+json.dump(c, open(sys.argv[2], "w"))
+PY
+if "$ROOT/bin/trainer" check --deepspeed_config "$out/param-only.json" "${TINY[@]}" --num_gpus 2 --world_size 2 \
+     --output_dir "$out" >"$out/check.out" 2>&1; then
+  fail "offload_param without offload_optimizer on 2 GPU ranks accepted"
+fi
+grep -q "param-only.json: zero_optimization.offload_param.device cpu with --num_gpus 2: GPU ranks offload the parameters only with the optimizer" \
+  "$out/check.out" || { cat "$out/check.out" >&2; fail "no clear error for offload_param without offload_optimizer"; }
 if ! { [ -x "$ROOT/bin/trainer_cuda" ] && "$ROOT/bin/trainer_cuda" gpu-count >/dev/null 2>&1; }; then
   note "--num_gpus 2 without a GPU: 2 CPU ranks"
   "$ROOT/scripts/run_pipeline.sh" zero-2 "${TINY[@]}" --num_gpus 2 --batch_size 2 --max_train_steps 2 \

@@ -143,8 +143,11 @@ zf_backend *zf_backend_cpu_create(const zf_backend_spec *s, zf_err *err);
 struct zf_gpt2_hooks;
 int zf_backend_cpu_attach_zero(zf_backend *b, const struct zf_gpt2_hooks *hooks, uint64_t row0, zf_err *err);
 
-/* A factory the CUDA build passes to the training loop (NULL in the CPU build). */
-typedef zf_backend *(*zf_backend_factory)(const zf_backend_spec *s, zf_err *err);
+/* A factory the CUDA build passes to the training loop (NULL in the CPU
+ * build).  NULL with err on failure; *no_device = 1 when the machine has no
+ * usable GPU at all (the caller may then train on the CPU; any other
+ * failure, such as a model too large for the GPU, is the run's end). */
+typedef zf_backend *(*zf_backend_factory)(const zf_backend_spec *s, int *no_device, zf_err *err);
 
 #ifdef __cplusplus
 }

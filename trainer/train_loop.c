@@ -181,7 +181,7 @@ static int offload_ready(void *ctx, size_t end)
         }
         t->pipe_wait += zf_now() - t0;
     }
-    if (end >= t->src.table.total) offload_drain(t); /* the whole update is in: take the reply */
+    if (end >= t->zplan.opt_n) offload_drain(t); /* the whole update is in: take the reply */
     return 0;
 }
 
@@ -197,13 +197,17 @@ static zf_msg *opt_state(trainer *t, long set_step)
     return r;
 }
 
-/* Pipelined offload possible: one rank, optimizer on the CPU, a backend that
- * uploads per range, offloadd's shard = the whole fp32 buffer.
- * ZF_OFFLOAD_PIPELINE=0 keeps the plain exchange (for comparisons). */
+/* Pipelined offload possible: optimizer on the CPU, fp32 "params", a
+ * backend that uploads per range (one GPU, also at stage 3 with
+ * offload_param, whose layers are fetched from the shard as they are
+ * used).  ZF_OFFLOAD_PIPELINE=0 keeps the plain exchange (for
+ * comparisons). */
 static void pipe_setup(trainer *t)
 {
     const char *env = getenv("ZF_OFFLOAD_PIPELINE");
     zf_backend *be = t->backend;
+    /* one rank only: the ranks' path (each waits for its own shard's parts)
+     * is written but not yet run on two GPUs */
     if ((env && strcmp(env, "0") == 0) || !be->upload_params_next || be->optimizer_step || t->world != 1 ||
         t->params.hdr->dtype != ZF_DTYPE_F32 || strcmp(t->cfg.zero_offload_optimizer_device, "cpu") != 0)
         return;
@@ -234,9 +238,15 @@ static void host_params_current(trainer *t, int with_opt)
     zf_backend *be = t->backend;
     zf_err err;
     if (t->pipe_on) {
+        /* the shard from offloadd's master into its place in "params" (the
+         * rank keeps the whole buffer or, at stage 3, the shard itself) */
         offload_drain(t);
-        if (t->params_stale)
-            memcpy(t->params.data, t->opt_master.data, t->src.table.total * sizeof(float));
+        if (t->params_stale) {
+            memcpy(t->params.data + (t->zplan.opt_off - t->zplan.params_base), t->opt_master.data,
+                   t->zplan.opt_n * sizeof(float));
+            /* GPU ranks: the host engine's view of the other shards too */
+            if (t->gpu_zero && zf_zero_params_updated(t->zero, &err) != 0) zf_die("%s", err.msg);
+        }
         t->params_stale = 0;
         return;
     }
@@ -907,9 +917,13 @@ int zf_train_main(const zf_options *o, zf_backend_factory gpu)
         spec.opt_v = t.opt_v.data;
     }
     if (o->num_gpus > 0 && gpu) {
-        t.backend = gpu(&spec, &err);
-        /* ranks cannot fall back one by one: the others already wait in NCCL */
-        if (!t.backend && t.world > 1) zf_die("--num_gpus %d, rank %d: %s", o->num_gpus, t.rank, err.msg);
+        int no_device = 0;
+        t.backend = gpu(&spec, &no_device, &err);
+        /* only a machine without a usable GPU trains on the CPU instead: a
+         * model that does not fit (or ranks, whose others already wait in
+         * NCCL) must not silently become a CPU run */
+        if (!t.backend && (!no_device || t.world > 1))
+            zf_die("--num_gpus %d%s: %s", o->num_gpus, t.world > 1 ? ", a rank" : "", err.msg);
         if (!t.backend) zf_warn("--num_gpus %d: %s; training on the CPU", o->num_gpus, err.msg);
     } else if (o->num_gpus > 0) {
         zf_warn("--num_gpus %d: this trainer is the CPU build; training on the CPU", o->num_gpus);

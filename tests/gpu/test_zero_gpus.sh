@@ -18,7 +18,9 @@
 # partitions, and offload_param without offload_optimizer is refused before
 # anything starts.  One GPU (the only part run on a one-GPU machine): stage 3
 # with parameters and optimizer offloaded streams the layers from the host
-# (the same layer store, NCCL with one rank) and equals the plain run.
+# (the same layer store, NCCL with one rank) and equals the plain run, with
+# offloadd's update pipelined with the next forward bitwise equal to the
+# plain exchange.
 set -u
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 source "$ROOT/tests/pipeline_lib.sh"
@@ -110,6 +112,12 @@ for prec in fp32 bf16; do
     fail "g1-s3-param-$prec: the layers were not streamed from the host"
   if [ $prec = fp32 ]; then compare g1-s3-param-fp32 ref-fp32 1e-6 1e-5; else compare g1-s3-param-bf16 ref-bf16 1e-3 2e-2; fi
 done
+# offloadd's update pipelined with the next forward (each layer waited for
+# as it is fetched) against the plain exchange: the same bits
+grep -q "optimizer offloaded, pipelined" "$work/g1-s3-param-fp32/logs/trainer.log" ||
+  fail "g1-s3-param-fp32: the update was not pipelined with the next forward"
+ZF_OFFLOAD_PIPELINE=0 run g1-s3-param-plain "$work/g1-s3-param-fp32.json" 1 16
+compare g1-s3-param-plain g1-s3-param-fp32 0 0
 [ "$ngpu" -ge 2 ] || { echo "one GPU: the ranks' part needs 2 GPUs (skipped)"; echo "zero on GPUs ok (one GPU)"; exit 0; }
 for off in gpu cpu param; do
   for stage in 0 1 2 3; do

@@ -25,6 +25,7 @@
 
 #include <cuda_runtime.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -53,8 +54,13 @@ typedef struct cuda_impl {
     float *params, *grads;
     size_t total, bytes;
     int params_pinned, grads_pinned;
-    const float *up_src; /* pinned source of pipelined uploads (offloadd's master) */
+    const float *up_src; /* pinned source of pipelined uploads (offloadd's master, the shard) */
     int up_pinned;
+    /* stage 3 with offload_param, pipelined: each part of the shard is waited
+     * for (up_ready: offloadd's progress) before it is copied up from up_src */
+    int (*up_ready)(void *ctx, size_t end);
+    void *up_ctx;
+    int kept_stale[2];   /* the embeddings / ln_f still to gather from up_src in the next forward */
     double *ss_dev, *ss_host; /* exact statistics: per block and lane sums (+ the non-finite count) */
     int ga, nb; /* backward calls per step (spec), and since zero_grads */
     zf_gpu_dtype dt;
@@ -84,6 +90,7 @@ typedef struct cuda_impl {
     float *gslot[2];        /* a layer's gradients of this rank (fp32) */
     void *s3mem;            /* the one allocation of the four above */
     size_t s3_bytes;
+    size_t slot_n;          /* elements of a slot: the largest layer */
     size_t lay_lo, lay_hi;  /* the layers' span: outside it the model keeps the tensors whole */
     /* phase events */
     ev_pair ev[EV_MAX];
@@ -219,21 +226,31 @@ static int cu_grads_to_host(zf_backend *b, zf_err *err)
  * model keeps whole: [0, lay_lo) then [lay_hi, total) in its flat buffer. */
 /* Stage 3 with offload_param: this rank's part of [lo, hi) from the host's
  * fp32 slice into dst (holding the range, type dt) through the fp32 device
- * buffer staging, so that the gather sends it from dst itself. */
+ * buffer staging (a gradient slot: free in a forward, zeroed after use in a
+ * backward; in chunks of its size), so that the gather sends it from dst
+ * itself. */
 static int own_part_from_host(cuda_impl *c, void *dst, size_t lo, size_t hi, float *staging, zf_err *err)
 {
     const size_t a = lo > c->own_off ? lo : c->own_off, e = hi < c->own_off + c->own_n ? hi : c->own_off + c->own_n;
     if (e <= a) return 0;
     cudaStream_t s = zf_gpt2c_stream(c->model);
     zf_gk *gk = zf_gpt2c_gk(c->model);
-    CKE(cudaMemcpyAsync(staging, c->params + (a - c->own_off), (e - a) * sizeof(float), cudaMemcpyHostToDevice, s));
-    if (zf_gk_convert(gk, (char *)dst + (a - lo) * zf_gpu_dtype_size(c->dt), c->dt, staging, ZF_GPU_F32, e - a))
-        return zf_err_set(err, "backend_cuda: parameters from the host: %s", zf_gk_error(gk));
+    /* pipelined: offloadd's master, once its update has passed the part
+     * (the shard is the slice at stage 3); else "params", which it wrote */
+    if (c->up_ready && c->up_ready(c->up_ctx, e - c->own_off) != 0)
+        return zf_err_set(err, "backend_cuda: waiting for offloadd's update of [%zu, %zu)", a, e);
+    const float *src = c->up_src ? c->up_src : c->params;
+    for (size_t k = a; k < e; k += c->slot_n) {
+        const size_t n = e - k < c->slot_n ? e - k : c->slot_n;
+        CKE(cudaMemcpyAsync(staging, src + (k - c->own_off), n * sizeof(float), cudaMemcpyHostToDevice, s));
+        if (zf_gk_convert(gk, (char *)dst + (k - lo) * zf_gpu_dtype_size(c->dt), c->dt, staging, ZF_GPU_F32, n))
+            return zf_err_set(err, "backend_cuda: parameters from the host: %s", zf_gk_error(gk));
+    }
     return 0;
 }
 
 /* [lo, hi) of the flat buffer gathered into dst: from the device home, or
- * with offload_param from the host (staging: fp32, the own part's size). */
+ * with offload_param from the host (through staging, a gradient slot). */
 static int gather_from_home(cuda_impl *c, void *dst, size_t lo, size_t hi, float *staging, zf_err *err)
 {
     if (c->poff && own_part_from_host(c, dst, lo, hi, staging, err) != 0) return -1;
@@ -244,10 +261,8 @@ static int gather_persistent(cuda_impl *c, zf_err *err)
 {
     char *p = (char *)zf_gpt2c_params_dev(c->model);
     const size_t es = zf_gpu_dtype_size(c->dt);
-    /* staging: own_grads, whose gradients are consumed whenever this runs
-     * (after an update, at creation) */
-    if (gather_from_home(c, p, 0, c->lay_lo, c->own_grads, err) != 0) return -1;
-    return gather_from_home(c, p + c->lay_lo * es, c->lay_hi, c->total, c->own_grads, err);
+    if (gather_from_home(c, p, 0, c->lay_lo, c->gslot[0], err) != 0) return -1;
+    return gather_from_home(c, p + c->lay_lo * es, c->lay_hi, c->total, c->gslot[0], err);
 }
 
 /* After the shards were updated: stages 1-2 gather every rank's slice of
@@ -281,6 +296,21 @@ static int s3_fetch(void *ctx, int l, int phase, void **params, float **grads, z
         *grads = c->gslot[l & 1];
     }
     return 0;
+}
+
+/* The forward is about to read the embeddings (part 0) or ln_f (1): after a
+ * pipelined update they are gathered here, as the update passes them. */
+static int s3_kept(void *ctx, int part, zf_err *err)
+{
+    cuda_impl *c = (cuda_impl *)ctx;
+    if (!c->kept_stale[part]) return 0;
+    char *p = (char *)zf_gpt2c_params_dev(c->model);
+    const size_t es = zf_gpu_dtype_size(c->dt);
+    /* staging: a gradient slot (own_grads already collects this step's gradients) */
+    int rc = part == 0 ? gather_from_home(c, p, 0, c->lay_lo, c->gslot[0], err)
+                       : gather_from_home(c, p + c->lay_lo * es, c->lay_hi, c->total, c->gslot[0], err);
+    if (rc == 0) c->kept_stale[part] = 0;
+    return rc;
 }
 
 static int s3_done(void *ctx, int l, int phase, zf_err *err)
@@ -422,9 +452,16 @@ static int cu_upload_params_next(zf_backend *b, const float *src, int (*ready)(v
     cuda_impl *c = (cuda_impl *)b->impl;
     if (src && src != c->up_src) {
         if (c->up_pinned) cudaHostUnregister((void *)c->up_src);
-        c->up_pinned = cudaHostRegister((void *)src, c->bytes, cudaHostRegisterDefault) == cudaSuccess;
+        c->up_pinned = cudaHostRegister((void *)src, c->opt_n * sizeof(float), cudaHostRegisterDefault) == cudaSuccess;
         cudaGetLastError(); /* not pinned: the copies still work, slower */
         c->up_src = src;
+    }
+    if (c->poff) { /* the layers are fetched from the shard as they are used anyway: wait per part */
+        if (!src) return zf_err_set(err, "backend_cuda: pipelined upload: expected offloadd's master shard");
+        c->up_ready = ready;
+        c->up_ctx = ctx;
+        c->kept_stale[0] = c->kept_stale[1] = 1;
+        return 0;
     }
     return zf_gpt2c_upload_params_next(c->model, src, ready, ctx, err);
 }
@@ -567,6 +604,7 @@ static int s3_alloc(cuda_impl *c, zf_err *err)
         if (hi - lo > slot) slot = hi - lo;
     }
     zf_gpt2c_layers_span(c->model, &c->lay_lo, &c->lay_hi);
+    c->slot_n = slot;
     const size_t a = 256, home_b = c->poff ? 0 : (c->own_n * es + a - 1) / a * a, og_b = (c->own_n * 4 + a - 1) / a * a,
                  ps_b = (slot * es + a - 1) / a * a, gs_b = (slot * 4 + a - 1) / a * a;
     c->s3_bytes = home_b + og_b + 2 * ps_b + 2 * gs_b;
@@ -606,10 +644,13 @@ static void cu_free(zf_backend *b)
     free(b);
 }
 
-extern "C" zf_backend *zf_backend_cuda_create(const zf_backend_spec *s, zf_err *err)
+extern "C" zf_backend *zf_backend_cuda_create(const zf_backend_spec *s, int *no_device, zf_err *err)
 {
     int n = 0;
+    *no_device = 0;
     if (cudaGetDeviceCount(&n) != cudaSuccess || n < 1) {
+        cudaGetLastError();
+        *no_device = 1;
         zf_err_set(err, "no usable CUDA device");
         return NULL;
     }
@@ -670,10 +711,16 @@ extern "C" zf_backend *zf_backend_cuda_create(const zf_backend_spec *s, zf_err *
             return NULL;
         }
     }
-    const zf_gpt2c_layer_store store = {c, s3_fetch, s3_done};
+    const zf_gpt2c_layer_store store = {c, s3_fetch, s3_done, s3_kept};
     const zf_gpt2c_options mo = {s->act_checkpointing, capacity, c->s3 ? &store : NULL};
     c->model = zf_gpt2c_create_ex(s->cfg, s->table, dt, s->max_B, s->max_T, &mo, err);
     if (!c->model || (c->s3 && s3_alloc(c, err) != 0)) {
+        if (strstr(err->msg, "out of memory")) {
+            char msg[sizeof err->msg];
+            snprintf(msg, sizeof msg, "%s", err->msg);
+            zf_err_set(err, "%s: the model does not fit this GPU (less is needed with --batch_size smaller, "
+                       "--gradient_checkpointing, offload_optimizer, or ZeRO-3 with offload_param)", msg);
+        }
         cu_free(b);
         return NULL;
     }
@@ -722,6 +769,7 @@ extern "C" zf_backend *zf_backend_cuda_create(const zf_backend_spec *s, zf_err *
     }
     if (ranks) {
         b->grad_stats = cu_zero_grad_stats; /* the reduction over NCCL comes first */
+        if (c->poff) b->upload_params_next = cu_upload_params_next;
         zf_info("rank %d on GPU %d: ZeRO stage %d over NCCL, %zu of %zu parameters in the optimizer's shard; device "
                 "memory: model %.2f GiB (%s, activations)%s%.2f GiB, optimizer %.2f GiB",
                 s->rank, s->rank % n, c->stage, c->opt_n, c->total, zf_gpt2c_device_bytes(c->model) / 1073741824.0,

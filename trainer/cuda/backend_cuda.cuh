@@ -9,8 +9,9 @@ extern "C" {
 #endif
 
 /* bf16 or fp16 compute when the config enables them, else fp32; the GPU is
- * rank % device count.  NULL with err when no GPU can be used. */
-zf_backend *zf_backend_cuda_create(const zf_backend_spec *s, zf_err *err);
+ * rank % device count.  NULL with err on failure, *no_device = 1 when no
+ * GPU can be used at all (zf_backend_factory). */
+zf_backend *zf_backend_cuda_create(const zf_backend_spec *s, int *no_device, zf_err *err);
 
 #ifdef __cplusplus
 }

@@ -583,6 +583,7 @@ static int forward_dev(zf_gpt2c *m, zf_err *err)
     size_t need = m->o_wte + (size_t)V * d;
     if (m->o_wpe + (size_t)m->c.n_positions * d > need) need = m->o_wpe + (size_t)m->c.n_positions * d;
     if (up_ensure(m, need, err)) return -1;
+    if (m->ext && m->store.kept && m->store.kept(m->store.ctx, 0, err)) return -1;
     GK(zf_gk_embed_fwd(m->gk, dt, m->x0, m->tok, pp(m, m->o_wte), pp(m, m->o_wpe), B, T, d, V, pe, seed));
     const void *x = m->x0;
     for (int l = 0; l < L; l++) {
@@ -594,6 +595,7 @@ static int forward_dev(zf_gpt2c *m, zf_err *err)
         x = res3;
     }
     if (up_ensure(m, m->total, err)) return -1;
+    if (m->ext && m->store.kept && m->store.kept(m->store.ctx, 1, err)) return -1;
     GK(zf_gk_layernorm_fwd(m->gk, dt, m->lnf, m->lnf_mean, m->lnf_rstd, x, pp(m, m->o_lnfw), pp(m, m->o_lnfb), N, d,
                            eps));
     /* the loss, keeping its gradient for the backward (no second pass over the logits) */

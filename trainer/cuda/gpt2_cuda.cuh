@@ -50,11 +50,15 @@ zf_gpt2c *zf_gpt2c_create(const zf_gpt2_config *cfg, const zf_param_table *t, zf
  * the model's stream (or waited by it) before fetch returns.  done: the
  * layer's work of that pass is queued; the buffers may be reused by work
  * queued after it, and after a backward its gradients are this
- * micro-batch's.  Both return 0 or -1 (err). */
+ * micro-batch's.  kept (may be NULL): a forward is about to read the
+ * tensors the model keeps whole, part 0 the embeddings (before the first
+ * layer), part 1 ln_f (after the last); the store may rewrite them in
+ * zf_gpt2c_params_dev first (queued likewise).  All return 0 or -1 (err). */
 typedef struct zf_gpt2c_layer_store {
     void *ctx;
     int (*fetch)(void *ctx, int layer, int phase, void **params, float **grads, zf_err *err);
     int (*done)(void *ctx, int layer, int phase, zf_err *err);
+    int (*kept)(void *ctx, int part, zf_err *err);
 } zf_gpt2c_layer_store;
 
 typedef struct zf_gpt2c_options {

@@ -15,12 +15,18 @@
  * Phase times: a pair of CUDA events around each phase's work, read once per
  * step (phase_times), so timing adds no synchronisation inside the step.
  *
- * GPU ranks (spec->comm, world > 1; ZeRO stages 0-2): the device gradients
- * are reduced over NCCL (nccl_comm.cuh) when grad_stats is asked, the
- * statistics taken over the rank's slice and combined on the host engine;
- * the optimizer (device or offloadd) updates the rank's shard only, and the
- * compute copies are all-gathered after it (stages 1-2).  The host "params"
- * then lag behind: params_to_host gathers the fp32 masters (a collective). */
+ * ZeRO on the device (spec->comm: GPU ranks, or one GPU at stage 3 with
+ * offload_param): at stages 0-2 the device gradients are reduced over NCCL
+ * (nccl_comm.cuh) when grad_stats is asked, the statistics taken over the
+ * rank's slice and combined on the host engine; the optimizer (device or
+ * offloadd) updates the rank's shard only, and the compute copies are
+ * all-gathered after it (stages 1-2).  The host "params" then lag behind:
+ * params_to_host gathers the fp32 masters (a collective).  At stage 3 the
+ * model takes its layers from this file's layer store (s3_*): gathered from
+ * the ranks' homes into alternating slots for each pass, gradients reduced
+ * into the owners' slices as each backward ends; with offload_param the
+ * home is the host's shard, read as offloadd's update passes it when
+ * pipelined. */
 #include "backend_cuda.cuh"
 
 #include <cuda_runtime.h>
@@ -623,6 +629,32 @@ static int s3_alloc(cuda_impl *c, zf_err *err)
     return 0;
 }
 
+/* The rank's device bytes by kind, next to ZeRO's accounting at the compute
+ * type's size K for parameters and gradients (K Psi + K Psi + 12 Psi, each
+ * part over N where the stage partitions it, less what is offloaded).  The
+ * gradients here are fp32 and, at stages 0-2, whole during backward (they
+ * are reduced at the step's end), so they exceed the accounting there. */
+static void report_device_memory(const cuda_impl *c, int rank, int gpu, int world)
+{
+    const double GiB = 1073741824.0, es = (double)zf_gpu_dtype_size(c->dt), psi = (double)c->total, N = world;
+    const size_t cap = zf_gpt2c_flat_capacity(c->model);
+    double params = (double)cap * es, grads = (double)cap * 4.0;
+    const double other = (double)zf_gpt2c_device_bytes(c->model) - params - grads;
+    if (c->s3) {
+        params += (c->home ? (double)c->own_n * es : 0.0) + 2.0 * (double)c->slot_n * es;
+        grads += (double)c->own_n * 4.0 + 2.0 * (double)c->slot_n * 4.0;
+    }
+    const double opt = c->master ? 3.0 * (double)c->opt_n * 4.0 : 0.0;
+    const double want = (c->poff ? 0.0 : c->stage == 3 ? es * psi / N : es * psi) +
+                        (c->stage >= 2 ? es * psi / N : es * psi) +
+                        (c->master ? (c->stage >= 1 ? 12.0 * psi / N : 12.0 * psi) : 0.0);
+    zf_info("rank %d on GPU %d: ZeRO stage %d over NCCL, %zu of %zu parameters in the optimizer's shard; device memory: "
+            "parameters %.2f GiB%s, gradients %.2f GiB (fp32), optimizer %.2f GiB%s, activations and scratch %.2f GiB; "
+            "ZeRO's accounting for the three: %.2f GiB", rank, gpu, c->stage, c->opt_n, c->total, params / GiB,
+            c->poff ? " (parameters' home on the host; embeddings, ln_f and two layer buffers here)" : "", grads / GiB,
+            opt / GiB, c->master ? "" : " (in offloadd)", other / GiB, want / GiB);
+}
+
 static void cu_free(zf_backend *b)
 {
     cuda_impl *c = (cuda_impl *)b->impl;
@@ -770,13 +802,7 @@ extern "C" zf_backend *zf_backend_cuda_create(const zf_backend_spec *s, int *no_
     if (ranks) {
         b->grad_stats = cu_zero_grad_stats; /* the reduction over NCCL comes first */
         if (c->poff) b->upload_params_next = cu_upload_params_next;
-        zf_info("rank %d on GPU %d: ZeRO stage %d over NCCL, %zu of %zu parameters in the optimizer's shard; device "
-                "memory: model %.2f GiB (%s, activations)%s%.2f GiB, optimizer %.2f GiB",
-                s->rank, s->rank % n, c->stage, c->opt_n, c->total, zf_gpt2c_device_bytes(c->model) / 1073741824.0,
-                c->s3 ? "embeddings and ln_f whole" : "compute copy, gradients",
-                c->poff ? ", the slice's gradients and two layer buffers (parameters' home on the host) "
-                        : c->s3 ? ", the slice's parameters and gradients and two layer buffers " : ", ",
-                c->s3 ? c->s3_bytes / 1073741824.0 : 0.0, c->master ? 3.0 * c->opt_n * sizeof(float) / 1073741824.0 : 0.0);
+        report_device_memory(c, s->rank, s->rank % n, s->comm->size);
     }
     /* creation's copies are not a step's transfers */
     zf_phase_times drop = {0, 0, 0, 0};

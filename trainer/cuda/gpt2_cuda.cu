@@ -402,6 +402,7 @@ void *zf_gpt2c_params_dev(zf_gpt2c *m) { return m->params; }
 cudaStream_t zf_gpt2c_stream(const zf_gpt2c *m) { return m->s; }
 zf_gk *zf_gpt2c_gk(zf_gpt2c *m) { return m->gk; }
 size_t zf_gpt2c_device_bytes(const zf_gpt2c *m) { return m->mem_bytes; }
+size_t zf_gpt2c_flat_capacity(const zf_gpt2c *m) { return m->cap; }
 int zf_gpt2c_act_checkpointing(const zf_gpt2c *m) { return m->ckpt; }
 
 int zf_gpt2c_poison_grads(zf_gpt2c *m, zf_err *err)
@@ -562,9 +563,16 @@ static int layer_fwd(zf_gpt2c *m, int l, const layer_view *v, const void *x, voi
     MM(zf_linear_fwd(m->mm, m->s, dt, m->tmp, atty, vp(m, v, o->attpw), vp(m, v, o->attpb), N, d, d));
     GK(zf_gk_residual_fwd(m->gk, dt, res2, x, m->tmp, ND, pr, seed, site(l, K_ATTRES)));
     GK(zf_gk_layernorm_fwd(m->gk, dt, ln2, m2, r2, res2, vp(m, v, o->ln2w), vp(m, v, o->ln2b), N, d, eps));
-    MM(zf_linear_fwd(m->mm, m->s, dt, fch, ln2, vp(m, v, o->fcw), vp(m, v, o->fcb), N, d, 4 * d));
-    /* the exact tanh GELU of the CPU model, not cuBLASLt's epilogue */
-    GK(zf_gk_gelu_fwd(m->gk, dt, fchg, fch, (size_t)N * 4 * d));
+    /* bf16/fp16: the GELU in the product's epilogue (aux = fch, the
+     * pre-activation the backward's DGELU epilogue reads), one pass less over
+     * [N,4d]; in fp32 (the debug mode that matches the CPU model) and where
+     * cuBLASLt has no such algorithm (nothing enqueued then) the exact tanh
+     * GELU as a separate pass */
+    if (dt == ZF_GPU_F32 ||
+        zf_linear_fwd_gelu(m->mm, m->s, dt, fchg, fch, ln2, vp(m, v, o->fcw), vp(m, v, o->fcb), N, d, 4 * d)) {
+        MM(zf_linear_fwd(m->mm, m->s, dt, fch, ln2, vp(m, v, o->fcw), vp(m, v, o->fcb), N, d, 4 * d));
+        GK(zf_gk_gelu_fwd(m->gk, dt, fchg, fch, (size_t)N * 4 * d));
+    }
     MM(zf_linear_fwd(m->mm, m->s, dt, m->tmp, fchg, vp(m, v, o->fcpw), vp(m, v, o->fcpb), N, 4 * d, d));
     GK(zf_gk_residual_fwd(m->gk, dt, res3, res2, m->tmp, ND, pr, seed, site(l, K_MLPRES)));
     return 0;

@@ -84,6 +84,7 @@ void zf_gpt2c_layer_range(const zf_gpt2c *m, int l, size_t *lo, size_t *hi);
 void zf_gpt2c_layers_span(const zf_gpt2c *m, size_t *lo, size_t *hi);
 void zf_gpt2c_free(zf_gpt2c *m);
 size_t zf_gpt2c_device_bytes(const zf_gpt2c *m); /* the model's one allocation */
+size_t zf_gpt2c_flat_capacity(const zf_gpt2c *m); /* elements of its flat parameter and gradient buffers */
 int zf_gpt2c_act_checkpointing(const zf_gpt2c *m);
 const zf_gpt2_config *zf_gpt2c_get_config(const zf_gpt2c *m);
 zf_gpu_dtype zf_gpt2c_dtype(const zf_gpt2c *m);

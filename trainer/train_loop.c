@@ -279,16 +279,14 @@ static void attach_opt_segments(trainer *t)
     if ((size_t)zf_msg_int(r, "shard_offset") != t->zplan.opt_off || n != t->zplan.opt_n)
         zf_die("opt_state: offloadd's shard [%lld, +%zu): expected this rank's [%zu, +%zu)",
                (long long)zf_msg_int(r, "shard_offset"), n, t->zplan.opt_off, t->zplan.opt_n);
-    {
-        if (zf_shm_attach(&t->opt_master, zf_msg_str(r, "master_shm"), &err) != 0 ||
-            zf_shm_attach(&t->opt_m, zf_msg_str(r, "m_shm"), &err) != 0 ||
-            zf_shm_attach(&t->opt_v, zf_msg_str(r, "v_shm"), &err) != 0 ||
-            (zf_msg_has(r, "progress_shm") && zf_shm_attach(&t->opt_progress, zf_msg_str(r, "progress_shm"), &err) != 0))
-            zf_die("opt_state: %s", err.msg);
-        if (zf_shm_numel(&t->opt_master) != n || zf_shm_numel(&t->opt_m) != n || zf_shm_numel(&t->opt_v) != n ||
-            (t->opt_progress.hdr && zf_shm_numel(&t->opt_progress) < 1))
-            zf_die("opt_state: optimizer segments: expected %zu floats each and a progress word", n);
-    }
+    if (zf_shm_attach(&t->opt_master, zf_msg_str(r, "master_shm"), &err) != 0 ||
+        zf_shm_attach(&t->opt_m, zf_msg_str(r, "m_shm"), &err) != 0 ||
+        zf_shm_attach(&t->opt_v, zf_msg_str(r, "v_shm"), &err) != 0 ||
+        (zf_msg_has(r, "progress_shm") && zf_shm_attach(&t->opt_progress, zf_msg_str(r, "progress_shm"), &err) != 0))
+        zf_die("opt_state: %s", err.msg);
+    if (zf_shm_numel(&t->opt_master) != n || zf_shm_numel(&t->opt_m) != n || zf_shm_numel(&t->opt_v) != n ||
+        (t->opt_progress.hdr && zf_shm_numel(&t->opt_progress) < 1))
+        zf_die("opt_state: optimizer segments: expected %zu floats each and a progress word", n);
     zf_msg_free(r);
 }
 
@@ -897,14 +895,13 @@ int zf_train_main(const zf_options *o, zf_backend_factory gpu)
     spec.grad_accum = t.ga;
     /* GPU ranks, or one GPU at stage 3 with parameters and optimizer
      * offloaded (the layers streamed from the host): ZeRO on the device (backend.h) */
-    const int full_offload = t.cfg.zero_stage == 3 && strcmp(t.cfg.zero_offload_param_device, "cpu") == 0 &&
-                             strcmp(t.cfg.zero_offload_optimizer_device, "cpu") == 0;
-    if (t.world > 1 || full_offload) {
+    const int offload_param = t.cfg.zero_stage == 3 && strcmp(t.cfg.zero_offload_param_device, "cpu") == 0;
+    if (t.world > 1 || (offload_param && strcmp(t.cfg.zero_offload_optimizer_device, "cpu") == 0)) {
         spec.comm = &t.comm;
         spec.zplan = &t.zplan;
         spec.params_kept = t.params.data;
         spec.grads_kept = t.grads.data;
-        spec.offload_param = t.cfg.zero_stage == 3 && strcmp(t.cfg.zero_offload_param_device, "cpu") == 0;
+        spec.offload_param = offload_param;
     }
     /* No optimizer offload in the config: the GPU keeps the optimizer (one
      * rank's whole buffer; offloadd then only holds the state for checkpoints). */

@@ -16,11 +16,12 @@
 #         update of near-zero gradients).
 # Also: each rank's log names its stage and shard, the checkpoint holds both
 # partitions, and offload_param without offload_optimizer is refused before
-# anything starts.  One GPU (the only part run on a one-GPU machine): stage 3
-# with parameters and optimizer offloaded streams the layers from the host
-# (the same layer store, NCCL with one rank) and equals the plain run, with
-# offloadd's update pipelined with the next forward bitwise equal to the
-# plain exchange.
+# anything starts; ranks resumed from their checkpoint (15 + 15 steps) equal
+# an uninterrupted run bitwise.  One GPU (the only part run on a one-GPU
+# machine): stage 3 with parameters and optimizer offloaded streams the
+# layers from the host (the same layer store, NCCL with one rank) and
+# equals the plain run, with offloadd's update pipelined with the next
+# forward bitwise equal to the plain exchange, and resumes bitwise too.
 set -u
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 source "$ROOT/tests/pipeline_lib.sh"
@@ -61,10 +62,11 @@ PY
 STEPS=30
 flags=(--model_name "$work/model.json" --dataset_config bytes=2000000 --vocab_size 2048 --max_length 128
        --max_eval_steps 4 --log_every 1 --seed 7 --generation_prompt "" --save_checkpoint --max_train_steps $STEPS)
-run() { # run NAME CONFIG GPUS MICRO
+run() { # run NAME CONFIG GPUS MICRO [flags]
   local name=$1 cfg=$2 gpus=$3 micro=$4 t0=$SECONDS
+  shift 4
   "$ROOT/scripts/run_pipeline.sh" "$cfg" "${flags[@]}" --num_gpus "$gpus" --batch_size "$micro" \
-      --output_dir "$work/$name" >"$work/$name.out" 2>&1 ||
+      --output_dir "$work/$name" "$@" >"$work/$name.out" 2>&1 ||
     { tail -n 30 "$work/$name.out" >&2; for f in "$work/$name"/logs/trainer*.log; do [ -e "$f" ] && { echo "== $f" >&2; tail -n 15 "$f" >&2; }; done
       fail "run $name failed"; }
   note "$name: $((SECONDS - t0)) s, $(grep -o 'computing on .*' "$work/$name.out" | head -n1)"
@@ -118,6 +120,15 @@ grep -q "optimizer offloaded, pipelined" "$work/g1-s3-param-fp32/logs/trainer.lo
   fail "g1-s3-param-fp32: the update was not pipelined with the next forward"
 ZF_OFFLOAD_PIPELINE=0 run g1-s3-param-plain "$work/g1-s3-param-fp32.json" 1 16
 compare g1-s3-param-plain g1-s3-param-fp32 0 0
+# resume: 15 steps, then 15 more from the checkpoint = 30 in one go, bitwise
+resumed() { # resumed NAME CONFIG GPUS MICRO: half, resume, compare with NAME
+  run "$1-half" "$2" "$3" "$4" --max_train_steps $((STEPS / 2))
+  run "$1-half" "$2" "$3" "$4" --resume
+  grep -q "resuming from .*step_0*$((STEPS / 2)) at step $((STEPS / 2))" "$work/$1-half/logs/trainer"*.log ||
+    fail "$1-half did not resume at step $((STEPS / 2))"
+  compare "$1-half" "$1" 0 0
+}
+resumed g1-s3-param-fp32 "$work/g1-s3-param-fp32.json" 1 16
 [ "$ngpu" -ge 2 ] || { echo "one GPU: the ranks' part needs 2 GPUs (skipped)"; echo "zero on GPUs ok (one GPU)"; exit 0; }
 for off in gpu cpu param; do
   for stage in 0 1 2 3; do
@@ -137,6 +148,9 @@ for off in gpu cpu param; do
     done
   done
 done
+note "ranks resume from their checkpoint partitions"
+resumed g2-s2-gpu-fp32 "$work/g2-s2-gpu-fp32.json" 2 8
+resumed g2-s3-param-fp32 "$work/g2-s3-param-fp32.json" 2 8
 
 note "offload_param without offload_optimizer on GPU ranks is refused before anything starts"
 config fp32 3 param-only "$work/s3.json"

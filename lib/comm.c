@@ -42,13 +42,18 @@ void zf_comm_set_layout(zf_comm *c, size_t total)
     c->per = (total + (size_t)c->size - 1) / (size_t)c->size;
 }
 
-void zf_comm_range_part(const zf_comm *c, int r, size_t off, size_t n, size_t *part_off, size_t *part_n)
+void zf_comm_part(size_t total, int size, int r, size_t off, size_t n, size_t *part_off, size_t *part_n)
 {
     size_t so, sn;
-    zf_comm_slice(c->total, c->size, r, &so, &sn);
+    zf_comm_slice(total, size, r, &so, &sn);
     size_t lo = off > so ? off : so, hi = off + n < so + sn ? off + n : so + sn;
     *part_off = lo;
     *part_n = hi > lo ? hi - lo : 0;
+}
+
+void zf_comm_range_part(const zf_comm *c, int r, size_t off, size_t n, size_t *part_off, size_t *part_n)
+{
+    zf_comm_part(c->total, c->size, r, off, n, part_off, part_n);
 }
 
 /* Per-owner counts and displacements (relative to off) of a range. */

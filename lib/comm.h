@@ -76,8 +76,10 @@ void zf_comm_set_layout(zf_comm *c, size_t total);
 
 /* Rank r's slice of a buffer of `total` floats over `size` ranks. */
 void zf_comm_slice(size_t total, int size, int r, size_t *off, size_t *n);
-/* Intersection of [off, off+n) with rank r's slice of c's layout: the
- * element offset in the flat buffer and the count (0 when disjoint). */
+/* Intersection of [off, off+n) with rank r's slice of `total` floats over
+ * `size` ranks: the element offset in the flat buffer and the count (0 when
+ * disjoint).  zf_comm_range_part: the same over c's layout. */
+void zf_comm_part(size_t total, int size, int r, size_t off, size_t n, size_t *part_off, size_t *part_n);
 void zf_comm_range_part(const zf_comm *c, int r, size_t off, size_t n, size_t *part_off, size_t *part_n);
 
 /* Scalars (host engine, blocking). */

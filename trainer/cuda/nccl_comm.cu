@@ -95,11 +95,7 @@ int zf_nccl_allgather(zf_nccl *n, void *buf, zf_gpu_dtype dt, cudaStream_t s, zf
 /* Rank r's part [*po, *po + *pn) of [lo, hi). */
 static void part(const zf_nccl *n, int r, size_t lo, size_t hi, size_t *po, size_t *pn)
 {
-    size_t so, sn;
-    zf_comm_slice(n->total, n->size, r, &so, &sn);
-    const size_t a = lo > so ? lo : so, b = hi < so + sn ? hi : so + sn;
-    *po = a;
-    *pn = b > a ? b - a : 0;
+    zf_comm_part(n->total, n->size, r, lo, hi - lo, po, pn);
 }
 
 /* Every owner broadcasts its part (one group: the parts travel at once). */

@@ -14,9 +14,11 @@
  * slice (possibly empty).
  *
  * Engines: the float-range operations go through a table of functions
- * (zf_comm_ops) chosen at init, so a device engine (NCCL on GPU buffers) can
- * be added later beside the host MPI one without changing the callers; the
- * scalar operations (flags, norms, losses) always go through the host engine.
+ * (zf_comm_ops) chosen at init: MPI, or the copies of a world of one without
+ * MPI.  The scalar operations (flags, norms, losses) always go through the
+ * host engine.  GPU ranks' device collectives are trainer/cuda/nccl_comm.cuh
+ * (typed, in place, queued on a stream), made from this comm: NCCL's id
+ * travels through zf_comm_bcast, and it shares zf_comm_slice's partition.
  *
  * Threads: call from the thread that called zf_comm_init only (MPI is
  * initialised without thread support; OpenMP regions never communicate). */
@@ -38,7 +40,7 @@ typedef struct zf_comm_req {
 
 typedef struct zf_comm zf_comm;
 
-/* Float-range collectives of one engine (host MPI now; NCCL later). */
+/* Float-range collectives of one engine (MPI, or a world of one). */
 typedef struct zf_comm_ops {
     const char *name;
     /* buf[0..n) summed over ranks, in place.  req NULL = blocking. */

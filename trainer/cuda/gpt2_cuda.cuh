@@ -6,7 +6,9 @@
  * bf16 or fp16; flat layout of lib/model.h), the fp32 gradient buffer (same
  * flat layout, padding stays zero), the activations of one batch up to
  * (max_B, max_T), the token/target buffers, the matmul and kernel contexts
- * and the stream everything runs on.
+ * and the stream everything runs on.  With a layer store (ZeRO stage 3) the
+ * flat buffers hold only the embeddings and ln_f, and each layer's
+ * parameters and gradients come from the store for each pass.
  *
  * Same math as the CPU model: dropout masks from lib/rng.h's zf_drop_* at
  * the same sites (embedding 0, layer l: attention l*4+1, attention residual

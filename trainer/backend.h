@@ -110,7 +110,7 @@ typedef struct zf_backend_spec {
                                 last one's finished gradients to the host during that backward */
     /* GPU ranks of a world > 1, or one GPU at stage 3 with offload_param
      * (NULL: one rank, the whole model on the GPU).  The backend then does
-     * ZeRO stages 0-2 itself, on the device: grad_stats first reduces the
+     * ZeRO stages 0-3 itself, on the device: grad_stats first reduces the
      * gradients into their owners (all-reduce at stage 0, reduce-scatter
      * above) and combines the flag and the norm over the ranks; the optimizer
      * (on the device, or offloadd's through grads_to_host/params_from_host)

@@ -237,8 +237,10 @@ static int cu_grads_to_host(zf_backend *b, zf_err *err)
  * itself. */
 static int own_part_from_host(cuda_impl *c, void *dst, size_t lo, size_t hi, float *staging, zf_err *err)
 {
-    const size_t a = lo > c->own_off ? lo : c->own_off, e = hi < c->own_off + c->own_n ? hi : c->own_off + c->own_n;
-    if (e <= a) return 0;
+    size_t a, part_n;
+    zf_comm_part(c->total, c->comm->size, c->comm->rank, lo, hi - lo, &a, &part_n);
+    if (!part_n) return 0;
+    const size_t e = a + part_n;
     cudaStream_t s = zf_gpt2c_stream(c->model);
     zf_gk *gk = zf_gpt2c_gk(c->model);
     /* pipelined: offloadd's master, once its update has passed the part
@@ -263,12 +265,30 @@ static int gather_from_home(cuda_impl *c, void *dst, size_t lo, size_t hi, float
     return zf_nccl_gather_range(c->nccl, dst, lo, hi, c->poff ? NULL : c->home, c->dt, zf_gpt2c_stream(c->model), err);
 }
 
+/* Part 0 (the embeddings, [0, lay_lo)) or 1 (ln_f, [lay_hi, total)) of
+ * what the model keeps whole: its flat range, and where it starts in the
+ * model's flat buffers (the second follows the first there). */
+static void kept_part(const cuda_impl *c, int part, size_t *lo, size_t *hi, size_t *at)
+{
+    *lo = part ? c->lay_hi : 0;
+    *hi = part ? c->total : c->lay_lo;
+    *at = part ? c->lay_lo : 0;
+}
+
+/* One kept part gathered from the homes into the model (staging: a
+ * gradient slot, free whenever this runs: after an update, at creation, at
+ * the start of a forward). */
+static int gather_kept(cuda_impl *c, int part, zf_err *err)
+{
+    size_t lo, hi, at;
+    kept_part(c, part, &lo, &hi, &at);
+    char *p = (char *)zf_gpt2c_params_dev(c->model) + at * zf_gpu_dtype_size(c->dt);
+    return gather_from_home(c, p, lo, hi, c->gslot[0], err);
+}
+
 static int gather_persistent(cuda_impl *c, zf_err *err)
 {
-    char *p = (char *)zf_gpt2c_params_dev(c->model);
-    const size_t es = zf_gpu_dtype_size(c->dt);
-    if (gather_from_home(c, p, 0, c->lay_lo, c->gslot[0], err) != 0) return -1;
-    return gather_from_home(c, p + c->lay_lo * es, c->lay_hi, c->total, c->gslot[0], err);
+    return gather_kept(c, 0, err) != 0 ? -1 : gather_kept(c, 1, err);
 }
 
 /* After the shards were updated: stages 1-2 gather every rank's slice of
@@ -310,11 +330,7 @@ static int s3_kept(void *ctx, int part, zf_err *err)
 {
     cuda_impl *c = (cuda_impl *)ctx;
     if (!c->kept_stale[part]) return 0;
-    char *p = (char *)zf_gpt2c_params_dev(c->model);
-    const size_t es = zf_gpu_dtype_size(c->dt);
-    /* staging: a gradient slot (own_grads already collects this step's gradients) */
-    int rc = part == 0 ? gather_from_home(c, p, 0, c->lay_lo, c->gslot[0], err)
-                       : gather_from_home(c, p + c->lay_lo * es, c->lay_hi, c->total, c->gslot[0], err);
+    int rc = gather_kept(c, part, err);
     if (rc == 0) c->kept_stale[part] = 0;
     return rc;
 }
@@ -363,8 +379,12 @@ static int cu_zero_grad_stats(zf_backend *b, int *overflow, double *sumsq, zf_er
     ph_begin(c, PH_XFER);
     int rc;
     if (c->s3) { /* the layers are in own_grads already; the embeddings' and ln_f's join them */
-        rc = zf_nccl_reduce_range_add(c->nccl, g, 0, c->lay_lo, c->own_grads, s, err);
-        if (!rc) rc = zf_nccl_reduce_range_add(c->nccl, g + c->lay_lo, c->lay_hi, c->total, c->own_grads, s, err);
+        rc = 0;
+        for (int part = 0; part < 2 && !rc; part++) {
+            size_t lo, hi, at;
+            kept_part(c, part, &lo, &hi, &at);
+            rc = zf_nccl_reduce_range_add(c->nccl, g + at, lo, hi, c->own_grads, s, err);
+        }
     } else {
         rc = c->stage == 0 ? zf_nccl_allreduce(c->nccl, g, s, err) : zf_nccl_reduce_scatter(c->nccl, g, s, err);
     }

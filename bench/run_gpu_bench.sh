@@ -17,6 +17,11 @@
 #     per GPU under mpirun, default 1; stage: ZeRO stage, default 2)
 #     "gpt2-124m:32:1:none gpt2-124m:32:1:cpu gpt2-350m:16:4:none gpt2-350m:16:4:cpu"
 #
+# ZF_BENCH_ZERO='{"overlap_comm": false, ...}' merges keys into every run's
+# zero_optimization, and ZF_BENCH_TAG=name is added to the runs' names (for
+# A/B runs of one spec).  ZF_GPU_ZERO_ONE_RANK=1 makes one GPU take the
+# ranks' ZeRO path (stages 2-3 through the layer store, NCCL over one rank).
+#
 # On a bare GPU machine run it from an unpacked bundle (tests/README);
 # ZF_PYTHON must name a python3 with PyTorch + transformers for the baseline.
 # MFU = tokens/s * (6 N + 6 L T d) / 989e12 (H100 SXM dense bf16 peak).
@@ -48,9 +53,11 @@ for spec in $RUNS; do
   [[ "$model" == *.json ]] && { preset=$model; model=$(basename "$model" .json); }
   name="$model-b$micro-ga$ga-$off"
   [ "$gpus" = 1 ] && [ "$stage" = 2 ] || name="$name-g$gpus-s$stage"
+  name="$name${ZF_BENCH_TAG:+-$ZF_BENCH_TAG}"
   "$PY" - "$ROOT/config/zero-2.json" "$work/$name.json" "$ga" "$off" "$stage" <<'PY'
-import json, sys
+import json, os, sys
 c = json.load(open(sys.argv[1]))
+c["zero_optimization"].update(json.loads(os.environ.get("ZF_BENCH_ZERO") or "{}"))
 c["fp16"] = {"enabled": False}
 c["bf16"] = {"enabled": True}
 c["gradient_accumulation_steps"] = int(sys.argv[3])

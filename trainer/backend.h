@@ -117,7 +117,8 @@ typedef struct zf_backend_spec {
      * updates the rank's shard; the shards are then all-gathered into every
      * rank's compute copy (stage 3: the layers' slices are gathered into
      * the layer being computed, one at a time, and its gradients reduced
-     * into their owners as its backward ends).  comm: the host engine (MPI)
+     * into their owners as its backward ends; stage 2 reduces the layers'
+     * gradients likewise, in buckets, during each backward).  comm: the host engine (MPI)
      * that NCCL's id travels on and the scalars are combined with; zplan:
      * the rank's plan; params_kept / grads_kept: the host parameters and
      * gradients the rank keeps, zplan->params_numel floats from
@@ -128,6 +129,7 @@ typedef struct zf_backend_spec {
      * zf_backend_cuda_create). */
     struct zf_comm *comm;
     const struct zf_zero_plan *zplan;
+    const struct zf_zero_options *zopts; /* reduce_bucket_size, overlap_comm, prefetch (zero_plan.h) */
     float *params_kept, *grads_kept;
     int offload_param;       /* stage 3 with offload_param.device cpu: the parameters' home is params_kept */
 } zf_backend_spec;

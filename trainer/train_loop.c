@@ -70,6 +70,7 @@ typedef struct trainer {
     zf_progress progress;
     zf_comm comm;                    /* the data-parallel ranks (MPI under mpirun) */
     zf_zero_plan zplan;              /* this rank's ZeRO partition */
+    zf_zero_options zopts;           /* the config's zero_optimization in elements */
     zf_zero *zero;                   /* the ZeRO engine: collectives, stage-3 gather/release */
     zf_node_layout node;             /* this rank's node: its first rank speaks to the node's ckptd */
 } trainer;
@@ -198,17 +199,17 @@ static zf_msg *opt_state(trainer *t, long set_step)
 }
 
 /* Pipelined offload possible: optimizer on the CPU, fp32 "params", a
- * backend that uploads per range (one GPU, also at stage 3 with
- * offload_param, whose layers are fetched from the shard as they are
- * used).  ZF_OFFLOAD_PIPELINE=0 keeps the plain exchange (for
- * comparisons). */
+ * backend that uploads per range (one GPU; GPU ZeRO stages 2-3, whose
+ * layers are gathered as they are used).  ZF_OFFLOAD_PIPELINE=0 keeps the
+ * plain exchange (for comparisons). */
 static void pipe_setup(trainer *t)
 {
     const char *env = getenv("ZF_OFFLOAD_PIPELINE");
     zf_backend *be = t->backend;
-    /* one rank only: the ranks' path (each waits for its own shard's parts)
-     * is written but not yet run on two GPUs */
-    if ((env && strcmp(env, "0") == 0) || !be->upload_params_next || be->optimizer_step || t->world != 1 ||
+    /* ranks (stages 2-3: each layer's gather waits for the rank's own part)
+     * only with ZF_OFFLOAD_PIPELINE=ranks until that has run on two GPUs */
+    const int ranks_ok = env && strcmp(env, "ranks") == 0;
+    if ((env && strcmp(env, "0") == 0) || !be->upload_params_next || be->optimizer_step || (t->world != 1 && !ranks_ok) ||
         t->params.hdr->dtype != ZF_DTYPE_F32 || strcmp(t->cfg.zero_offload_optimizer_device, "cpu") != 0)
         return;
     /* the master is the upload's source (attach_opt_segments) */
@@ -614,9 +615,9 @@ static void create_segments(trainer *t)
 {
     zf_err err;
     const zf_param_table *pt = &t->src.table;
-    zf_zero_options zo;
-    zf_zero_options_from_config(&zo, &t->cfg);
-    if (zf_zero_plan_init(&t->zplan, pt, t->src.cfg.n_layer, &zo, t->rank, t->world, &err) != 0 ||
+    zf_zero_options *zo = &t->zopts;
+    zf_zero_options_from_config(zo, &t->cfg);
+    if (zf_zero_plan_init(&t->zplan, pt, t->src.cfg.n_layer, zo, t->rank, t->world, &err) != 0 ||
         zf_zero_rank_segments(&t->zplan, t->o->run_id, t->src.params, &t->params, &t->grads, &err) != 0)
         zf_die("%s", err.msg);
     char lname[64];
@@ -626,7 +627,7 @@ static void create_segments(trainer *t)
     zf_param_layout(pt, t->layout.data);
     free(t->src.params);
     t->src.params = NULL;
-    if (!(t->zero = zf_zero_create(&t->comm, &t->zplan, &zo, t->params.data, t->grads.data, &err)))
+    if (!(t->zero = zf_zero_create(&t->comm, &t->zplan, zo, t->params.data, t->grads.data, &err)))
         zf_die("%s", err.msg);
 }
 
@@ -896,9 +897,14 @@ int zf_train_main(const zf_options *o, zf_backend_factory gpu)
     /* GPU ranks, or one GPU at stage 3 with parameters and optimizer
      * offloaded (the layers streamed from the host): ZeRO on the device (backend.h) */
     const int offload_param = t.cfg.zero_stage == 3 && strcmp(t.cfg.zero_offload_param_device, "cpu") == 0;
-    if (t.world > 1 || (offload_param && strcmp(t.cfg.zero_offload_optimizer_device, "cpu") == 0)) {
+    /* ZF_GPU_ZERO_ONE_RANK=1 (tests): one GPU through the ranks' path too,
+     * so that its stages run on a one-GPU machine (NCCL over one rank) */
+    const char *one_rank = getenv("ZF_GPU_ZERO_ONE_RANK");
+    if (t.world > 1 || (offload_param && strcmp(t.cfg.zero_offload_optimizer_device, "cpu") == 0) ||
+        (one_rank && strcmp(one_rank, "1") == 0)) {
         spec.comm = &t.comm;
         spec.zplan = &t.zplan;
+        spec.zopts = &t.zopts;
         spec.params_kept = t.params.data;
         spec.grads_kept = t.grads.data;
         spec.offload_param = offload_param;

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Two or more GPUs only (see tests/README): ZeRO stages 0-3 on GPU ranks
 # (--num_gpus 2: two ranks under mpirun, gradients reduced and parameters
-# gathered over NCCL; stage 3 gathers each layer for its pass and reduces
-# its gradients into the owners) equal one GPU with the same global batch.
+# gathered over NCCL; stages 2-3 reduce each bucket of layers' gradients
+# into the owners as its backward ends, stage 3 gathers each layer for its
+# pass) equal one GPU with the same global batch.
 # The demo model without dropout (GPU ranks draw their masks from keys of
 # their own), micro batch 8 per rank and gradient accumulation 2 against one
 # GPU with micro batch 16, 30 steps, with the optimizer on the GPU, offloaded
@@ -21,7 +22,10 @@
 # machine): stage 3 with parameters and optimizer offloaded streams the
 # layers from the host (the same layer store, NCCL with one rank) and
 # equals the plain run, with offloadd's update pipelined with the next
-# forward bitwise equal to the plain exchange, and resumes bitwise too.
+# forward bitwise equal to the plain exchange, and resumes bitwise too;
+# stages 2 and 3 through the ranks' path with one rank
+# (ZF_GPU_ZERO_ONE_RANK=1) equal the plain run, and with overlap_comm the
+# same run without it bitwise.
 set -u
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 source "$ROOT/tests/pipeline_lib.sh"
@@ -36,10 +40,10 @@ c = json.load(open(sys.argv[1]))
 c.update(embd_pdrop=0.0, attn_pdrop=0.0, resid_pdrop=0.0)
 json.dump(c, open(sys.argv[2], "w"), indent=1)
 PY
-# config PREC STAGE OFFLOAD FILE
+# [BUCKET=elements] [OVERLAP=true|false] config PREC STAGE OFFLOAD FILE
 config() {
   "$PY" - "$ROOT/config/zero-2.json" "$@" <<'PY'
-import json, sys
+import json, os, sys
 src, prec, stage, off, out = sys.argv[1:6]
 c = json.load(open(src))
 c["fp16"] = dict(c.get("fp16", {}), enabled=False)
@@ -47,6 +51,10 @@ c["bf16"] = {"enabled": prec == "bf16"}
 c["gradient_accumulation_steps"] = 2
 z = c["zero_optimization"]
 z["stage"] = int(stage)
+if "BUCKET" in os.environ:
+    z["reduce_bucket_size"] = float(os.environ["BUCKET"])
+if "OVERLAP" in os.environ:
+    z["overlap_comm"] = os.environ["OVERLAP"] == "true"
 z.pop("offload_param", None)
 if off == "gpu":
     z.pop("offload_optimizer", None)
@@ -129,6 +137,49 @@ resumed() { # resumed NAME CONFIG GPUS MICRO: half, resume, compare with NAME
   compare "$1-half" "$1" 0 0
 }
 resumed g1-s3-param-fp32 "$work/g1-s3-param-fp32.json" 1 16
+# the ranks' path of stages 2 and 3 over NCCL with one rank: gradient
+# buckets (BUCKET: two layers of the demo model at stage 2, one at stage 3)
+# reduced as each bucket's backward ends, on the collectives' own stream
+# with overlap_comm, stage 3's next layer gathered while this one computes;
+# without overlap_comm everything runs on the model's stream in order: the
+# same bits, or the events miss an ordering (a race)
+note "one GPU through the ranks' path: stages 2 and 3, buckets, overlap_comm"
+export ZF_GPU_ZERO_ONE_RANK=1
+for stage in 2 3; do
+  bucket=$([ $stage = 2 ] && echo 4e5 || echo 1e5)
+  for ov in true false; do
+    name="g1r-s$stage-gpu-fp32-$ov"
+    BUCKET=$bucket OVERLAP=$ov config fp32 $stage gpu "$work/$name.json"
+    run "$name" "$work/$name.json" 1 16
+    grep -q "rank 0 on GPU 0: ZeRO stage $stage over NCCL" "$work/$name/logs/trainer.log" ||
+      fail "$name: the ranks' path was not taken"
+    # 4 layers of about 2e5 elements: two buckets of two, or four of one
+    grep -q "reduced in $([ $stage = 2 ] && echo 2 || echo 4) buckets .* overlap_comm $([ $ov = true ] && echo on || echo off)" \
+        "$work/$name/logs/trainer.log" || fail "$name: not the expected buckets or overlap_comm"
+  done
+  compare "g1r-s$stage-gpu-fp32-true" ref-fp32 1e-6 1e-5
+  compare "g1r-s$stage-gpu-fp32-false" "g1r-s$stage-gpu-fp32-true" 0 0
+done
+BUCKET=1e5 config fp32 3 gpu "$work/g1r-s3-ckpt.json"
+run g1r-s3-ckpt "$work/g1r-s3-ckpt.json" 1 16 --gradient_checkpointing
+compare g1r-s3-ckpt g1r-s3-gpu-fp32-true 0 0
+# the optimizer in offloadd, its update pipelined with the next forward:
+# each layer's gather first waits for the update to pass the rank's part
+# (stage 2: once per update into the whole copy; stage 3: into the device
+# home, then gathered for each pass); the same bits as the plain exchange
+for stage in 2 3; do
+  name="g1r-s$stage-cpu-fp32"
+  BUCKET=$([ $stage = 2 ] && echo 4e5 || echo 1e5) config fp32 $stage cpu "$work/$name.json"
+  run "$name" "$work/$name.json" 1 16
+  compare "$name" ref-fp32 1e-6 1e-5
+  grep -q "optimizer offloaded, pipelined" "$work/$name/logs/trainer.log" || fail "$name: the update was not pipelined"
+  ZF_OFFLOAD_PIPELINE=0 run "$name-plain" "$work/$name.json" 1 16
+  compare "$name-plain" "$name" 0 0
+done
+BUCKET=4e5 config bf16 2 gpu "$work/g1r-s2-gpu-bf16.json"
+run g1r-s2-gpu-bf16 "$work/g1r-s2-gpu-bf16.json" 1 16
+compare g1r-s2-gpu-bf16 ref-bf16 1e-3 2e-2
+unset ZF_GPU_ZERO_ONE_RANK
 [ "$ngpu" -ge 2 ] || { echo "one GPU: the ranks' part needs 2 GPUs (skipped)"; echo "zero on GPUs ok (one GPU)"; exit 0; }
 for off in gpu cpu param; do
   for stage in 0 1 2 3; do
@@ -136,7 +187,8 @@ for off in gpu cpu param; do
       [ $prec = bf16 ] && [ $stage -lt 2 ] && continue   # bf16: stages 2 and 3 stand for the rest
       [ $off = param ] && [ $stage != 3 ] && continue    # offload_param: stage 3 only
       name="g2-s$stage-$off-$prec"
-      config $prec $stage $off "$work/$name.json"
+      # several gradient buckets (two layers at stage 2, one at stage 3)
+      BUCKET=$([ $stage = 3 ] && echo 1e5 || echo 4e5) config $prec $stage $off "$work/$name.json"
       run "$name" "$work/$name.json" 2 8
       grep -q "rank 1 on GPU 1: ZeRO stage $stage over NCCL" "$work/$name/logs/trainer-1.log" ||
         fail "$name: rank 1 did not report its stage on GPU 1"
@@ -147,6 +199,12 @@ for off in gpu cpu param; do
       if [ $prec = fp32 ]; then compare "$name" ref-fp32 1e-6 1e-5; else compare "$name" ref-bf16 1e-3 2e-2; fi
     done
   done
+done
+note "ranks with offloadd's update pipelined with the next forward (ZF_OFFLOAD_PIPELINE=ranks)"
+for name in g2-s2-cpu-fp32 g2-s3-cpu-fp32 g2-s3-param-fp32; do
+  ZF_OFFLOAD_PIPELINE=ranks run "$name-pipe" "$work/$name.json" 2 8
+  grep -q "optimizer offloaded, pipelined" "$work/$name-pipe/logs/trainer-1.log" || fail "$name-pipe: not pipelined"
+  compare "$name-pipe" "$name" 0 0
 done
 note "ranks resume from their checkpoint partitions"
 resumed g2-s2-gpu-fp32 "$work/g2-s2-gpu-fp32.json" 2 8

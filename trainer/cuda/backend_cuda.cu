@@ -16,17 +16,20 @@
  * step (phase_times), so timing adds no synchronisation inside the step.
  *
  * ZeRO on the device (spec->comm: GPU ranks, or one GPU at stage 3 with
- * offload_param): at stages 0-2 the device gradients are reduced over NCCL
- * (nccl_comm.cuh) when grad_stats is asked, the statistics taken over the
- * rank's slice and combined on the host engine; the optimizer (device or
- * offloadd) updates the rank's shard only, and the compute copies are
- * all-gathered after it (stages 1-2).  The host "params" then lag behind:
- * params_to_host gathers the fp32 masters (a collective).  At stage 3 the
- * model takes its layers from this file's layer store (s3_*): gathered from
- * the ranks' homes into alternating slots for each pass, gradients reduced
- * into the owners' slices as each backward ends; with offload_param the
- * home is the host's shard, read as offloadd's update passes it when
- * pipelined. */
+ * offload_param): at stages 0-1 the device gradients are reduced over NCCL
+ * (nccl_comm.cuh) when grad_stats is asked; the statistics are taken over
+ * the rank's slice and combined on the host engine; the optimizer (device
+ * or offloadd) updates the rank's shard only, and the compute copies are
+ * all-gathered after it (stages 1-3).  The host "params" then lag behind:
+ * params_to_host gathers the fp32 masters (a collective).  At stages 2-3 the
+ * model takes its layers from this file's layer store (store_*): their
+ * gradients go to bucket slots (reduce_bucket_size) reduced into the
+ * owners' slices as each bucket's backward ends, every micro-batch; stage 3
+ * also gathers each layer from the ranks' homes into alternating slots for
+ * each pass, the next one while this one computes (prefetch); with
+ * offload_param the home is the host's shard, read as offloadd's update
+ * passes it when pipelined.  With overlap_comm the collectives run on a
+ * stream of their own, ordered with the model's by events. */
 #include "backend_cuda.cuh"
 
 #include <cuda_runtime.h>
@@ -66,7 +69,7 @@ typedef struct cuda_impl {
      * for (up_ready: offloadd's progress) before it is copied up from up_src */
     int (*up_ready)(void *ctx, size_t end);
     void *up_ctx;
-    int kept_stale[2];   /* the embeddings / ln_f still to gather from up_src in the next forward */
+    int kept_stale[2];   /* the embeddings / ln_f still to gather in the next forward (pipelined update) */
     double *ss_dev, *ss_host; /* exact statistics: per block and lane sums (+ the non-finite count) */
     int ga, nb; /* backward calls per step (spec), and since zero_grads */
     zf_gpu_dtype dt;
@@ -85,19 +88,45 @@ typedef struct cuda_impl {
     size_t own_off, own_n;  /* the rank's slice */
     size_t opt_off, opt_n;  /* the optimizer's shard: the whole buffer (stage 0) or the slice */
     size_t grads_base;      /* flat index of grads[0] (the host gradients the rank keeps) */
-    /* stage 3: the layers' parameters live in the ranks' slices (home), each
-     * layer gathered into a slot for its pass and its gradients reduced into
-     * the owners' own_grads as its backward ends (layer store of gpt2_cuda) */
-    int s3;
+    /* stages 2-3, the layer store of gpt2_cuda: the layers' gradients go
+     * to bucket slots and are reduced into the owners' own_grads as each
+     * bucket's backward ends; stage 3 also keeps only the rank's slice of
+     * the parameters (home) and gathers each layer into a slot for its pass,
+     * stage 2 keeps the layers' compute copy whole (lay_params) */
+    int store, s3;
     int poff;               /* offload_param: the home is the host's kept fp32 slice ("params", pinned) */
+    size_t params_base;     /* flat index of params[0] (the host parameters the rank keeps) */
     void *home;             /* compute copy of the rank's slice (own_n, dt); NULL with poff */
     float *own_grads;       /* the rank's slice of the gradients (own_n), summed over ranks and micro-batches */
-    void *pslot[2];         /* a layer's gathered parameters (dt), alternating layers */
-    float *gslot[2];        /* a layer's gradients of this rank (fp32) */
-    void *s3mem;            /* the one allocation of the four above */
-    size_t s3_bytes;
-    size_t slot_n;          /* elements of a slot: the largest layer */
+    void *lay_params;       /* stage 2: the layers' compute copy [lay_lo, lay_hi), whole (each layer
+                               gathered when first used after an update) */
+    void *pslot[2];         /* stage 3: a layer's gathered parameters (dt), slot l & 1 for layer l */
+    int slot_layer[2];      /* the layer a slot holds (-1: none) ... */
+    unsigned long slot_ver[2], pver; /* ... gathered at parameter version slot_ver (pver: bumped by each update) */
+    unsigned long *lay_ver; /* stage 2: the version each layer's place in lay_params holds */
+    unsigned long *home_ver; /* pipelined: the version of each unit's part of the home (layers, then the two kept parts) */
+    float *gslot[2];        /* a bucket's gradients of this rank (fp32), slot b % ngs for bucket b */
+    int ngs;                /* 2, or 1 when one bucket holds every layer */
+    float *staging;         /* fp32 chunks of the own part on their way from the host (offload_param, pipelined) */
+    size_t staging_n;
+    void *zmem;             /* the one allocation of the buffers above */
+    size_t zmem_bytes;
+    size_t slot_n, gslot_n; /* elements of a parameter slot (the largest layer) and of a gradient slot */
     size_t lay_lo, lay_hi;  /* the layers' span: outside it the model keeps the tensors whole */
+    /* gradient buckets: consecutive layers, highest first, as many as fit in
+     * reduce_bucket_size elements (at least one); bucket b is [bk[b][0],
+     * bk[b][1]), its backward starts at layer bk_top[b] and ends at bk_bot[b] */
+    int nbk, *bk_of, *bk_top, *bk_bot;
+    size_t (*bk)[2];
+    /* the collectives' stream: its own with overlap_comm (reductions and
+     * gathers run beside the compute, ordered by the events), else the
+     * model's; prefetch (stage 3, stage3_prefetch_bucket_size > 0): the next
+     * layer of a pass is gathered while this one computes */
+    cudaStream_t cs;
+    zf_gk *gk_cs;           /* conversions on cs */
+    int overlap, prefetch;
+    cudaEvent_t ev_join, ev_pfree[2], ev_pready[2], ev_gready[2], ev_gfree[2];
+    int events_made;
     /* phase events */
     ev_pair ev[EV_MAX];
     int nev_made, nev_used, open;
@@ -192,7 +221,7 @@ static int cu_zero_grads(zf_backend *b, zf_err *err)
 {
     cuda_impl *c = (cuda_impl *)b->impl;
     c->nb = 0;
-    if (c->s3) CKE(cudaMemsetAsync(c->own_grads, 0, c->own_n * sizeof(float), zf_gpt2c_stream(c->model)));
+    if (c->store) CKE(cudaMemsetAsync(c->own_grads, 0, c->own_n * sizeof(float), zf_gpt2c_stream(c->model)));
     return zf_gpt2c_zero_grads(c->model, err);
 }
 static int cu_backward(zf_backend *b, float scale, zf_err *err)
@@ -216,7 +245,7 @@ static int cu_grads_to_host(zf_backend *b, zf_err *err)
     int rc;
     if (c->nccl) { /* the reduced gradients of the optimizer's shard, into the kept buffer */
         cudaStream_t s = zf_gpt2c_stream(c->model);
-        const float *src = c->s3 ? c->own_grads : zf_gpt2c_grads_dev(c->model) + c->opt_off;
+        const float *src = c->store ? c->own_grads : zf_gpt2c_grads_dev(c->model) + c->opt_off;
         CKE(cudaMemcpyAsync(c->grads + (c->opt_off - c->grads_base), src, c->opt_n * sizeof(float),
                             cudaMemcpyDeviceToHost, s));
         CKE(cudaStreamSynchronize(s));
@@ -228,41 +257,68 @@ static int cu_grads_to_host(zf_backend *b, zf_err *err)
     return rc;
 }
 
-/* Stage 3: the tensors outside the layers (embeddings, ln_f), which the
- * model keeps whole: [0, lay_lo) then [lay_hi, total) in its flat buffer. */
-/* Stage 3 with offload_param: this rank's part of [lo, hi) from the host's
- * fp32 slice into dst (holding the range, type dt) through the fp32 device
- * buffer staging (a gradient slot: free in a forward, zeroed after use in a
- * backward; in chunks of its size), so that the gather sends it from dst
- * itself. */
-static int own_part_from_host(cuda_impl *c, void *dst, size_t lo, size_t hi, float *staging, zf_err *err)
+/* ------------------------------------------------ the collectives' stream */
+
+/* cs waits for everything queued on the model's stream so far. */
+static int comm_after_model(cuda_impl *c, zf_err *err)
+{
+    cudaStream_t s = zf_gpt2c_stream(c->model);
+    if (c->cs == s) return 0;
+    CKE(cudaEventRecord(c->ev_join, s));
+    CKE(cudaStreamWaitEvent(c->cs, c->ev_join, 0));
+    return 0;
+}
+
+/* The model's stream waits for everything queued on cs so far. */
+static int model_after_comm(cuda_impl *c, zf_err *err)
+{
+    cudaStream_t s = zf_gpt2c_stream(c->model);
+    if (c->cs == s) return 0;
+    CKE(cudaEventRecord(c->ev_join, c->cs));
+    CKE(cudaStreamWaitEvent(s, c->ev_join, 0));
+    return 0;
+}
+
+/* ----------------------------------------------------- the layer store */
+
+/* The rank's part of [lo, hi) from the host's fp32 copy into a device
+ * buffer of type dt whose element 0 is flat element origin, through the
+ * staging buffer in chunks of its size, on cs.  The host copy: offloadd's
+ * master once its update has passed the part (pipelined: up_ready), else
+ * "params", which it wrote; both hold the rank's slice (the shard). */
+static int own_part_up(cuda_impl *c, void *dst, size_t origin, size_t lo, size_t hi, zf_err *err)
 {
     size_t a, part_n;
     zf_comm_part(c->total, c->comm->size, c->comm->rank, lo, hi - lo, &a, &part_n);
     if (!part_n) return 0;
     const size_t e = a + part_n;
-    cudaStream_t s = zf_gpt2c_stream(c->model);
-    zf_gk *gk = zf_gpt2c_gk(c->model);
-    /* pipelined: offloadd's master, once its update has passed the part
-     * (the shard is the slice at stage 3); else "params", which it wrote */
     if (c->up_ready && c->up_ready(c->up_ctx, e - c->own_off) != 0)
         return zf_err_set(err, "backend_cuda: waiting for offloadd's update of [%zu, %zu)", a, e);
-    const float *src = c->up_src ? c->up_src : c->params;
-    for (size_t k = a; k < e; k += c->slot_n) {
-        const size_t n = e - k < c->slot_n ? e - k : c->slot_n;
-        CKE(cudaMemcpyAsync(staging, src + (k - c->own_off), n * sizeof(float), cudaMemcpyHostToDevice, s));
-        if (zf_gk_convert(gk, (char *)dst + (k - lo) * zf_gpu_dtype_size(c->dt), c->dt, staging, ZF_GPU_F32, n))
-            return zf_err_set(err, "backend_cuda: parameters from the host: %s", zf_gk_error(gk));
+    const float *src = c->up_src ? c->up_src : c->params + (c->own_off - c->params_base);
+    for (size_t k = a; k < e; k += c->staging_n) {
+        const size_t n = e - k < c->staging_n ? e - k : c->staging_n;
+        CKE(cudaMemcpyAsync(c->staging, src + (k - c->own_off), n * sizeof(float), cudaMemcpyHostToDevice, c->cs));
+        if (zf_gk_convert(c->gk_cs, (char *)dst + (k - origin) * zf_gpu_dtype_size(c->dt), c->dt, c->staging, ZF_GPU_F32,
+                          n))
+            return zf_err_set(err, "backend_cuda: parameters from the host: %s", zf_gk_error(c->gk_cs));
     }
     return 0;
 }
 
-/* [lo, hi) of the flat buffer gathered into dst: from the device home, or
- * with offload_param from the host (through staging, a gradient slot). */
-static int gather_from_home(cuda_impl *c, void *dst, size_t lo, size_t hi, float *staging, zf_err *err)
+/* Unit u's range [lo, hi) (u < L: layer u; L: the embeddings, L + 1: ln_f)
+ * gathered into dst (holding the range) on cs: every rank's part from its
+ * device home or, with offload_param, from its host slice.  Pipelined
+ * offload with a device home: the home's part of the unit is first
+ * refreshed from offloadd's master, once per update (home_ver). */
+static int gather_unit(cuda_impl *c, int u, void *dst, size_t lo, size_t hi, zf_err *err)
 {
-    if (c->poff && own_part_from_host(c, dst, lo, hi, staging, err) != 0) return -1;
-    return zf_nccl_gather_range(c->nccl, dst, lo, hi, c->poff ? NULL : c->home, c->dt, zf_gpt2c_stream(c->model), err);
+    if (c->poff) {
+        if (own_part_up(c, dst, lo, lo, hi, err) != 0) return -1;
+    } else if (c->up_ready && c->home_ver[u] != c->pver) {
+        if (own_part_up(c, c->home, c->own_off, lo, hi, err) != 0) return -1;
+        c->home_ver[u] = c->pver;
+    }
+    return zf_nccl_gather_range(c->nccl, dst, lo, hi, c->poff ? NULL : c->home, c->dt, c->cs, err);
 }
 
 /* Part 0 (the embeddings, [0, lay_lo)) or 1 (ln_f, [lay_hi, total)) of
@@ -275,73 +331,120 @@ static void kept_part(const cuda_impl *c, int part, size_t *lo, size_t *hi, size
     *at = part ? c->lay_lo : 0;
 }
 
-/* One kept part gathered from the homes into the model (staging: a
- * gradient slot, free whenever this runs: after an update, at creation, at
- * the start of a forward). */
+/* One kept part gathered into the model on cs, cs ordered after the
+ * model's work so far and the model after it. */
 static int gather_kept(cuda_impl *c, int part, zf_err *err)
 {
     size_t lo, hi, at;
     kept_part(c, part, &lo, &hi, &at);
     char *p = (char *)zf_gpt2c_params_dev(c->model) + at * zf_gpu_dtype_size(c->dt);
-    return gather_from_home(c, p, lo, hi, c->gslot[0], err);
+    const int L = zf_gpt2c_get_config(c->model)->n_layer;
+    if (comm_after_model(c, err) != 0 || gather_unit(c, L + part, p, lo, hi, err) != 0) return -1;
+    c->kept_stale[part] = 0;
+    return model_after_comm(c, err);
 }
 
-static int gather_persistent(cuda_impl *c, zf_err *err)
-{
-    return gather_kept(c, 0, err) != 0 ? -1 : gather_kept(c, 1, err);
-}
-
-/* After the shards were updated: stages 1-2 gather every rank's slice of
- * the compute copy into every rank's; stage 3 only what the model keeps
- * whole (the layers are gathered when used). */
+/* After the shards were updated: stage 1 gathers every rank's slice of
+ * the compute copy into every rank's; stages 2-3 only what the model keeps
+ * whole, the layers when they are used (cs is ordered after the update
+ * here, so those gathers come after it too). */
 static int gather_compute_copy(cuda_impl *c, zf_err *err)
 {
     if (!c->nccl || c->stage == 0) return 0;
     ph_begin(c, PH_XFER);
-    int rc = c->s3 ? gather_persistent(c, err)
-                   : zf_nccl_allgather(c->nccl, zf_gpt2c_params_dev(c->model), c->dt, zf_gpt2c_stream(c->model), err);
+    int rc;
+    if (c->store) {
+        rc = gather_kept(c, 0, err);
+        if (!rc) rc = gather_kept(c, 1, err);
+    } else {
+        rc = comm_after_model(c, err);
+        if (!rc) rc = zf_nccl_allgather(c->nccl, zf_gpt2c_params_dev(c->model), c->dt, c->cs, err);
+        if (!rc) rc = model_after_comm(c, err);
+    }
     ph_end(c);
     return rc;
 }
 
-/* Stage 3 layer store (gpt2_cuda.cuh): a layer's parameters gathered into
- * its slot for each pass, its gradients reduced into the owners after its
- * backward.  Slots alternate between consecutive layers; everything is on
- * the model's stream, so a slot is reused only after the work that read it. */
-static int s3_fetch(void *ctx, int l, int phase, void **params, float **grads, zf_err *err)
+/* Layer l's parameters for a pass, on cs unless current: stage 3 into its
+ * slot (l & 1), after the slot's last reader; stage 2 into its place in the
+ * whole copy, once per update.  Without prefetch the gather also waits for
+ * all the model's work so far.  The model waits for ev_pready[l & 1]. */
+static int layer_gather(cuda_impl *c, int l, zf_err *err)
+{
+    const int k = l & 1;
+    if (c->s3 ? c->slot_layer[k] == l && c->slot_ver[k] == c->pver : c->lay_ver[l] == c->pver) return 0;
+    size_t lo, hi;
+    zf_gpt2c_layer_range(c->model, l, &lo, &hi);
+    void *dst = c->s3 ? c->pslot[k] : (char *)c->lay_params + (lo - c->lay_lo) * zf_gpu_dtype_size(c->dt);
+    if (c->s3) {
+        c->slot_layer[k] = -1;
+        CKE(cudaStreamWaitEvent(c->cs, c->ev_pfree[k], 0));
+    }
+    if (!c->prefetch && comm_after_model(c, err) != 0) return -1;
+    if (gather_unit(c, l, dst, lo, hi, err) != 0) return -1;
+    CKE(cudaEventRecord(c->ev_pready[k], c->cs));
+    if (c->s3) {
+        c->slot_layer[k] = l;
+        c->slot_ver[k] = c->pver;
+    } else {
+        c->lay_ver[l] = c->pver;
+    }
+    return 0;
+}
+
+/* The layer store (gpt2_cuda.cuh).  fetch: the layer's parameters (gathered
+ * if not current, waited for) and, in backward, the layer's place in its
+ * bucket's gradient slot, zeroed when the bucket starts (after the slot's
+ * previous reduction). */
+static int store_fetch(void *ctx, int l, int phase, void **params, float **grads, zf_err *err)
 {
     cuda_impl *c = (cuda_impl *)ctx;
     size_t lo, hi;
     zf_gpt2c_layer_range(c->model, l, &lo, &hi);
     cudaStream_t s = zf_gpt2c_stream(c->model);
-    /* staging: the gradient slot, zeroed after */
-    if (gather_from_home(c, c->pslot[l & 1], lo, hi, c->gslot[l & 1], err) != 0) return -1;
-    *params = c->pslot[l & 1];
+    if (layer_gather(c, l, err) != 0) return -1;
+    CKE(cudaStreamWaitEvent(s, c->ev_pready[l & 1], 0));
+    *params = c->s3 ? c->pslot[l & 1] : (char *)c->lay_params + (lo - c->lay_lo) * zf_gpu_dtype_size(c->dt);
     if (phase == 1) {
-        CKE(cudaMemsetAsync(c->gslot[l & 1], 0, (hi - lo) * sizeof(float), s));
-        *grads = c->gslot[l & 1];
+        const int b = c->bk_of[l], k = b % c->ngs;
+        if (l == c->bk_top[b]) {
+            CKE(cudaStreamWaitEvent(s, c->ev_gfree[k], 0));
+            CKE(cudaMemsetAsync(c->gslot[k], 0, (c->bk[b][1] - c->bk[b][0]) * sizeof(float), s));
+        }
+        *grads = c->gslot[k] + (lo - c->bk[b][0]);
     }
+    return 0;
+}
+
+/* done: the slot's reader is queued; with prefetch the pass's next layer is
+ * gathered now, ahead of the bucket's reduction on cs (so that the next
+ * layer's compute does not wait behind it); a bucket whose backward is
+ * complete is reduced into the owners on cs. */
+static int store_done(void *ctx, int l, int phase, zf_err *err)
+{
+    cuda_impl *c = (cuda_impl *)ctx;
+    cudaStream_t s = zf_gpt2c_stream(c->model);
+    if (c->s3) CKE(cudaEventRecord(c->ev_pfree[l & 1], s));
+    const int next = phase == 0 ? l + 1 : l - 1;
+    if (c->prefetch && next >= 0 && next < zf_gpt2c_get_config(c->model)->n_layer && layer_gather(c, next, err) != 0)
+        return -1;
+    if (phase == 0) return 0;
+    const int b = c->bk_of[l], k = b % c->ngs;
+    if (l != c->bk_bot[b]) return 0;
+    CKE(cudaEventRecord(c->ev_gready[k], s));
+    CKE(cudaStreamWaitEvent(c->cs, c->ev_gready[k], 0));
+    if (zf_nccl_reduce_range_add(c->nccl, c->gslot[k], c->bk[b][0], c->bk[b][1], c->own_grads, c->cs, err) != 0)
+        return -1;
+    CKE(cudaEventRecord(c->ev_gfree[k], c->cs));
     return 0;
 }
 
 /* The forward is about to read the embeddings (part 0) or ln_f (1): after a
  * pipelined update they are gathered here, as the update passes them. */
-static int s3_kept(void *ctx, int part, zf_err *err)
+static int store_kept(void *ctx, int part, zf_err *err)
 {
     cuda_impl *c = (cuda_impl *)ctx;
-    if (!c->kept_stale[part]) return 0;
-    int rc = gather_kept(c, part, err);
-    if (rc == 0) c->kept_stale[part] = 0;
-    return rc;
-}
-
-static int s3_done(void *ctx, int l, int phase, zf_err *err)
-{
-    cuda_impl *c = (cuda_impl *)ctx;
-    if (phase == 0) return 0;
-    size_t lo, hi;
-    zf_gpt2c_layer_range(c->model, l, &lo, &hi);
-    return zf_nccl_reduce_range_add(c->nccl, c->gslot[l & 1], lo, hi, c->own_grads, zf_gpt2c_stream(c->model), err);
+    return c->kept_stale[part] ? gather_kept(c, part, err) : 0;
 }
 
 static int cu_params_from_host(zf_backend *b, zf_err *err)
@@ -349,12 +452,18 @@ static int cu_params_from_host(zf_backend *b, zf_err *err)
     cuda_impl *c = (cuda_impl *)b->impl;
     ph_begin(c, PH_XFER);
     int rc = 0;
+    c->pver++; /* what the slots hold is old; the home is current (written below) */
+    if (c->home_ver) {
+        const int L = zf_gpt2c_get_config(c->model)->n_layer;
+        for (int u = 0; u < L + 2; u++) c->home_ver[u] = c->pver;
+    }
     if (c->poff) {
         /* the host slice is the home: nothing to upload */
-    } else if (c->s3) { /* the host slice into the home, through own_grads (consumed by now) as fp32 staging */
+    } else if (c->store) { /* the host slice into the home, through own_grads (consumed by now) as fp32 staging */
         cudaStream_t s = zf_gpt2c_stream(c->model);
         zf_gk *gk = zf_gpt2c_gk(c->model);
-        CKE(cudaMemcpyAsync(c->own_grads, c->params, c->own_n * sizeof(float), cudaMemcpyHostToDevice, s));
+        CKE(cudaMemcpyAsync(c->own_grads, c->params + (c->own_off - c->params_base), c->own_n * sizeof(float),
+                            cudaMemcpyHostToDevice, s));
         if (zf_gk_convert(gk, c->home, c->dt, c->own_grads, ZF_GPU_F32, c->own_n))
             rc = zf_err_set(err, "backend_cuda: parameters from the host: %s", zf_gk_error(gk));
     } else if (c->nccl) { /* ranks: offloadd wrote the shard only */
@@ -374,20 +483,20 @@ static int cu_params_from_host(zf_backend *b, zf_err *err)
 static int cu_zero_grad_stats(zf_backend *b, int *overflow, double *sumsq, zf_err *err)
 {
     cuda_impl *c = (cuda_impl *)b->impl;
-    cudaStream_t s = zf_gpt2c_stream(c->model);
     float *g = zf_gpt2c_grads_dev(c->model);
     ph_begin(c, PH_XFER);
-    int rc;
-    if (c->s3) { /* the layers are in own_grads already; the embeddings' and ln_f's join them */
-        rc = 0;
+    int rc = comm_after_model(c, err);
+    if (rc) {
+    } else if (c->store) { /* the layers are in own_grads already; the embeddings' and ln_f's join them */
         for (int part = 0; part < 2 && !rc; part++) {
             size_t lo, hi, at;
             kept_part(c, part, &lo, &hi, &at);
-            rc = zf_nccl_reduce_range_add(c->nccl, g + at, lo, hi, c->own_grads, s, err);
+            rc = zf_nccl_reduce_range_add(c->nccl, g + at, lo, hi, c->own_grads, c->cs, err);
         }
     } else {
-        rc = c->stage == 0 ? zf_nccl_allreduce(c->nccl, g, s, err) : zf_nccl_reduce_scatter(c->nccl, g, s, err);
+        rc = c->stage == 0 ? zf_nccl_allreduce(c->nccl, g, c->cs, err) : zf_nccl_reduce_scatter(c->nccl, g, c->cs, err);
     }
+    if (!rc) rc = model_after_comm(c, err);
     ph_end(c);
     if (rc) return -1;
     double ss = 0.0;
@@ -395,7 +504,7 @@ static int cu_zero_grad_stats(zf_backend *b, int *overflow, double *sumsq, zf_er
     if (c->own_n) {
         zf_gk *gk = zf_gpt2c_gk(c->model);
         ph_begin(c, PH_OPT);
-        rc = zf_gk_grad_stats(gk, c->s3 ? c->own_grads : g + c->own_off, c->own_n, &ss, &bad);
+        rc = zf_gk_grad_stats(gk, c->store ? c->own_grads : g + c->own_off, c->own_n, &ss, &bad);
         ph_end(c);
         if (rc) return zf_err_set(err, "backend_cuda: gradient statistics: %s", zf_gk_error(gk));
     }
@@ -482,11 +591,14 @@ static int cu_upload_params_next(zf_backend *b, const float *src, int (*ready)(v
         cudaGetLastError(); /* not pinned: the copies still work, slower */
         c->up_src = src;
     }
-    if (c->poff) { /* the layers are fetched from the shard as they are used anyway: wait per part */
+    if (c->store) { /* the layers are gathered as they are used: each waits for its part of the shard */
         if (!src) return zf_err_set(err, "backend_cuda: pipelined upload: expected offloadd's master shard");
+        /* the gathers of the next forward come after this step's readers */
+        if (comm_after_model(c, err) != 0) return -1;
         c->up_ready = ready;
         c->up_ctx = ctx;
         c->kept_stale[0] = c->kept_stale[1] = 1;
+        c->pver++;
         return 0;
     }
     return zf_gpt2c_upload_params_next(c->model, src, ready, ctx, err);
@@ -518,13 +630,14 @@ static int cu_optimizer_step(zf_backend *b, long step, float grad_scale, double 
     zf_adamw_hparams h = c->hp;
     h.lr = zf_lr_at(&c->sched, step); /* as offloadd's zf_shard_opt_step */
     /* the shard [opt_off, opt_off + opt_n): rows relative to it (opt_init) */
-    void *lp = c->s3 ? c->home : (char *)zf_gpt2c_params_dev(c->model) + c->opt_off * zf_gpu_dtype_size(c->dt);
-    const float *gr = c->s3 ? c->own_grads : zf_gpt2c_grads_dev(c->model) + c->opt_off;
+    void *lp = c->store ? c->home : (char *)zf_gpt2c_params_dev(c->model) + c->opt_off * zf_gpu_dtype_size(c->dt);
+    const float *gr = c->store ? c->own_grads : zf_gpt2c_grads_dev(c->model) + c->opt_off;
     ph_begin(c, PH_OPT);
     int rc = zf_gk_adamw_rows(gk, c->master, gr, c->m, c->v, lp, c->dt, c->rows, c->nrows, &h, (int64_t)step,
                               grad_scale);
     ph_end(c);
     if (rc) return zf_err_set(err, "backend_cuda: AdamW step %ld: %s", step, zf_gk_error(gk));
+    c->pver++;
     *lr = h.lr;
     return gather_compute_copy(c, err);
 }
@@ -545,7 +658,9 @@ static int cu_params_to_host(zf_backend *b, zf_err *err)
     int rc = 0;
     cudaError_t e = cudaMemcpyAsync(all + c->opt_off, c->master, c->opt_n * sizeof(float), cudaMemcpyDeviceToDevice, s);
     if (e != cudaSuccess) rc = zf_err_set(err, "backend_cuda: params_to_host: %s", cudaGetErrorString(e));
-    if (!rc) rc = zf_nccl_allgather(c->nccl, all, ZF_GPU_F32, s, err);
+    if (!rc) rc = comm_after_model(c, err);
+    if (!rc) rc = zf_nccl_allgather(c->nccl, all, ZF_GPU_F32, c->cs, err);
+    if (!rc) rc = model_after_comm(c, err);
     if (!rc && (e = cudaMemcpyAsync(c->params, all, c->bytes, cudaMemcpyDeviceToHost, s)) == cudaSuccess)
         e = cudaStreamSynchronize(s);
     if (!rc && e != cudaSuccess) rc = zf_err_set(err, "backend_cuda: params_to_host: %s", cudaGetErrorString(e));
@@ -609,7 +724,7 @@ static int opt_init(cuda_impl *c, const zf_backend_spec *s, zf_err *err)
     CKE(cudaMemcpyAsync(c->m, c->h_m, sb, cudaMemcpyHostToDevice, st));
     CKE(cudaMemcpyAsync(c->v, c->h_v, sb, cudaMemcpyHostToDevice, st));
     zf_gk *gk = zf_gpt2c_gk(c->model);
-    void *lp = c->s3 ? c->home : (char *)zf_gpt2c_params_dev(c->model) + c->opt_off * zf_gpu_dtype_size(c->dt);
+    void *lp = c->store ? c->home : (char *)zf_gpt2c_params_dev(c->model) + c->opt_off * zf_gpu_dtype_size(c->dt);
     if (zf_gk_convert(gk, lp, c->dt, c->master, ZF_GPU_F32, c->opt_n))
         return zf_err_set(err, "backend_cuda: compute copy from the master: %s", zf_gk_error(gk));
     CKE(cudaStreamSynchronize(st));
@@ -617,9 +732,62 @@ static int opt_init(cuda_impl *c, const zf_backend_spec *s, zf_err *err)
     return 0;
 }
 
-/* Stage 3's buffers in one allocation: the home, own_grads and two slots of
- * the largest layer for parameters and gradients. */
-static int s3_alloc(cuda_impl *c, zf_err *err)
+/* The collectives' stream and the events that order it with the model's. */
+static int comm_setup(cuda_impl *c, const zf_zero_options *zo, zf_err *err)
+{
+    c->overlap = zo && zo->overlap_comm;
+    /* stage 2 gathers each layer once after an update, stage 3 for each pass */
+    c->prefetch = c->overlap && (!c->s3 || zo->prefetch_bucket_size > 0);
+    cudaEvent_t *ev[9] = {&c->ev_join, &c->ev_pfree[0], &c->ev_pfree[1], &c->ev_pready[0], &c->ev_pready[1],
+                          &c->ev_gready[0], &c->ev_gready[1], &c->ev_gfree[0], &c->ev_gfree[1]};
+    for (; c->events_made < 9; c->events_made++)
+        CKE(cudaEventCreateWithFlags(ev[c->events_made], cudaEventDisableTiming));
+    c->cs = zf_gpt2c_stream(c->model);
+    c->gk_cs = zf_gpt2c_gk(c->model);
+    if (!c->overlap) return 0;
+    c->cs = NULL;
+    c->gk_cs = NULL;
+    CKE(cudaStreamCreateWithFlags(&c->cs, cudaStreamNonBlocking));
+    if (!(c->gk_cs = zf_gk_create(c->cs, NULL, 0, err))) return -1;
+    return 0;
+}
+
+/* Gradient buckets over the layers, from the highest (the backward's
+ * order): a bucket takes the next layer while its span stays within
+ * reduce_bucket_size elements (0: no bound), and always one. */
+static int make_buckets(cuda_impl *c, const zf_zero_options *zo, zf_err *err)
+{
+    const int L = zf_gpt2c_get_config(c->model)->n_layer;
+    const size_t cap = zo && zo->reduce_bucket_size ? zo->reduce_bucket_size : (size_t)-1;
+    c->bk_of = (int *)malloc((size_t)L * 3 * sizeof(int));
+    c->bk = (size_t(*)[2])malloc((size_t)L * sizeof *c->bk);
+    if (!c->bk_of || !c->bk) return zf_err_set(err, "backend_cuda: out of host memory");
+    c->bk_top = c->bk_of + L;
+    c->bk_bot = c->bk_top + L;
+    int b = -1;
+    c->gslot_n = 0;
+    for (int l = L - 1; l >= 0; l--) {
+        size_t lo, hi;
+        zf_gpt2c_layer_range(c->model, l, &lo, &hi);
+        if (b < 0 || c->bk[b][1] - lo > cap) {
+            b++;
+            c->bk[b][1] = hi;
+            c->bk_top[b] = l;
+        }
+        c->bk[b][0] = lo;
+        c->bk_bot[b] = l;
+        c->bk_of[l] = b;
+        if (c->bk[b][1] - lo > c->gslot_n) c->gslot_n = c->bk[b][1] - lo;
+    }
+    c->nbk = b + 1;
+    c->ngs = c->nbk > 1 ? 2 : 1; /* one bucket: its reduction overlaps the next forward only */
+    return 0;
+}
+
+/* Stages 2-3: the buckets and one allocation for the home, own_grads, the
+ * layers' whole copy (stage 2) or two layer slots (stage 3), the gradient
+ * slots and the staging buffer (parameters from the host). */
+static int store_alloc(cuda_impl *c, const zf_zero_options *zo, zf_err *err)
 {
     const zf_gpt2_config *cfg = zf_gpt2c_get_config(c->model);
     const size_t es = zf_gpu_dtype_size(c->dt);
@@ -631,38 +799,57 @@ static int s3_alloc(cuda_impl *c, zf_err *err)
     }
     zf_gpt2c_layers_span(c->model, &c->lay_lo, &c->lay_hi);
     c->slot_n = slot;
-    const size_t a = 256, home_b = c->poff ? 0 : (c->own_n * es + a - 1) / a * a, og_b = (c->own_n * 4 + a - 1) / a * a,
-                 ps_b = (slot * es + a - 1) / a * a, gs_b = (slot * 4 + a - 1) / a * a;
-    c->s3_bytes = home_b + og_b + 2 * ps_b + 2 * gs_b;
-    cudaError_t e = cudaMalloc(&c->s3mem, c->s3_bytes);
+    c->slot_layer[0] = c->slot_layer[1] = -1;
+    if (make_buckets(c, zo, err) != 0) return -1;
+    c->lay_ver = (unsigned long *)calloc((size_t)cfg->n_layer + 2, sizeof *c->lay_ver);
+    c->home_ver = (unsigned long *)calloc((size_t)cfg->n_layer + 2, sizeof *c->home_ver);
+    if (!c->lay_ver || !c->home_ver) return zf_err_set(err, "backend_cuda: out of host memory");
+    c->staging_n = slot < ((size_t)1 << 22) ? slot : ((size_t)1 << 22);
+    const size_t a = 256;
+#define RUP(x) (((x) + a - 1) / a * a)
+    const size_t home_b = c->poff ? 0 : RUP(c->own_n * es), og_b = RUP(c->own_n * 4),
+                 lay_b = c->s3 ? 0 : RUP((c->lay_hi - c->lay_lo) * es), ps_b = c->s3 ? RUP(slot * es) : 0,
+                 gs_b = RUP(c->gslot_n * 4), st_b = RUP(c->staging_n * 4);
+#undef RUP
+    c->zmem_bytes = home_b + og_b + lay_b + 2 * ps_b + (size_t)c->ngs * gs_b + st_b;
+    cudaError_t e = cudaMalloc(&c->zmem, c->zmem_bytes);
     if (e != cudaSuccess)
-        return zf_err_set(err, "backend_cuda: ZeRO stage 3 buffers: %zu bytes of device memory: %s", c->s3_bytes,
-                          cudaGetErrorString(e));
-    char *p = (char *)c->s3mem;
+        return zf_err_set(err, "backend_cuda: ZeRO stage %d buffers: %zu bytes of device memory: %s", c->stage,
+                          c->zmem_bytes, cudaGetErrorString(e));
+    char *p = (char *)c->zmem;
     c->home = c->poff ? NULL : p;
-    c->own_grads = (float *)(p + home_b);
-    c->pslot[0] = p + home_b + og_b;
-    c->pslot[1] = p + home_b + og_b + ps_b;
-    c->gslot[0] = (float *)(p + home_b + og_b + 2 * ps_b);
-    c->gslot[1] = (float *)(p + home_b + og_b + 2 * ps_b + gs_b);
-    CKE(cudaMemset(c->s3mem, 0, c->s3_bytes));
+    p += home_b;
+    c->own_grads = (float *)p;
+    p += og_b;
+    c->lay_params = c->s3 ? NULL : p;
+    p += lay_b;
+    c->pslot[0] = c->s3 ? p : NULL;
+    c->pslot[1] = c->s3 ? p + ps_b : NULL;
+    p += 2 * ps_b;
+    c->gslot[0] = (float *)p;
+    c->gslot[1] = c->ngs > 1 ? (float *)(p + gs_b) : NULL;
+    p += (size_t)c->ngs * gs_b;
+    c->staging = (float *)p;
+    CKE(cudaMemset(c->zmem, 0, c->zmem_bytes));
     return 0;
 }
 
 /* The rank's device bytes by kind, next to ZeRO's accounting at the compute
  * type's size K for parameters and gradients (K Psi + K Psi + 12 Psi, each
  * part over N where the stage partitions it, less what is offloaded).  The
- * gradients here are fp32 and, at stages 0-2, whole during backward (they
- * are reduced at the step's end), so they exceed the accounting there. */
+ * gradients here are fp32; at stages 2-3 the rank keeps its slice of them
+ * plus the bucket slots and the embeddings' and ln_f's whole gradients, so
+ * they exceed the accounting by those. */
 static void report_device_memory(const cuda_impl *c, int rank, int gpu, int world)
 {
     const double GiB = 1073741824.0, es = (double)zf_gpu_dtype_size(c->dt), psi = (double)c->total, N = world;
     const size_t cap = zf_gpt2c_flat_capacity(c->model);
     double params = (double)cap * es, grads = (double)cap * 4.0;
     const double other = (double)zf_gpt2c_device_bytes(c->model) - params - grads;
-    if (c->s3) {
-        params += (c->home ? (double)c->own_n * es : 0.0) + 2.0 * (double)c->slot_n * es;
-        grads += (double)c->own_n * 4.0 + 2.0 * (double)c->slot_n * 4.0;
+    if (c->store) {
+        params += (c->home ? (double)c->own_n * es : 0.0) + (double)c->staging_n * 4.0 +
+                  (c->s3 ? 2.0 * (double)c->slot_n : (double)(c->lay_hi - c->lay_lo)) * es;
+        grads += (double)c->own_n * 4.0 + (double)c->ngs * (double)c->gslot_n * 4.0;
     }
     const double opt = c->master ? 3.0 * (double)c->opt_n * 4.0 : 0.0;
     const double want = (c->poff ? 0.0 : c->stage == 3 ? es * psi / N : es * psi) +
@@ -673,6 +860,11 @@ static void report_device_memory(const cuda_impl *c, int rank, int gpu, int worl
             "ZeRO's accounting for the three: %.2f GiB", rank, gpu, c->stage, c->opt_n, c->total, params / GiB,
             c->poff ? " (parameters' home on the host; embeddings, ln_f and two layer buffers here)" : "", grads / GiB,
             opt / GiB, c->master ? "" : " (in offloadd)", other / GiB, want / GiB);
+    if (c->store)
+        zf_info("rank %d: the layers' gradients reduced in %d bucket%s of up to %zu elements (reduce_bucket_size), "
+                "overlap_comm %s%s", rank, c->nbk, c->nbk == 1 ? "" : "s", c->gslot_n, c->overlap ? "on" : "off",
+                !c->s3 ? "" : c->prefetch ? ", each layer gathered while the one before computes (prefetch)"
+                                          : ", each layer gathered when used (no prefetch)");
 }
 
 static void cu_free(zf_backend *b)
@@ -685,7 +877,16 @@ static void cu_free(zf_backend *b)
     }
     if (c->master) cudaFree(c->master);
     free(c->rows);
-    if (c->s3mem) cudaFree(c->s3mem);
+    if (c->zmem) cudaFree(c->zmem);
+    free(c->bk_of);
+    free(c->bk);
+    free(c->lay_ver);
+    free(c->home_ver);
+    const cudaEvent_t zev[9] = {c->ev_join, c->ev_pfree[0], c->ev_pfree[1], c->ev_pready[0], c->ev_pready[1],
+                                c->ev_gready[0], c->ev_gready[1], c->ev_gfree[0], c->ev_gfree[1]};
+    for (int i = 0; i < c->events_made; i++) cudaEventDestroy(zev[i]);
+    if (c->overlap && c->gk_cs) zf_gk_free(c->gk_cs); /* overlap_comm: cs and gk_cs are this file's */
+    if (c->overlap && c->cs) cudaStreamDestroy(c->cs);
     zf_nccl_free(c->nccl);
     if (c->params_pinned) cudaHostUnregister(c->params);
     if (c->grads_pinned) cudaHostUnregister(c->grads);
@@ -707,7 +908,7 @@ extern "C" zf_backend *zf_backend_cuda_create(const zf_backend_spec *s, int *no_
         return NULL;
     }
     /* ZeRO on the device: ranks, or one GPU streaming its layers from the host */
-    const int ranks = s->comm && (s->comm->size > 1 || (s->zplan && s->zplan->stage == 3 && s->offload_param));
+    const int ranks = s->comm != NULL;
     if (ranks && (!s->zplan || s->zplan->stage > 3 || !s->params_kept || !s->grads_kept)) {
         zf_err_set(err, "GPU ranks: expected a ZeRO plan of stage 0-3 and the rank's kept host buffers");
         return NULL;
@@ -752,9 +953,11 @@ extern "C" zf_backend *zf_backend_cuda_create(const zf_backend_spec *s, int *no_
         c->params = s->params_kept;
         c->grads = s->grads_kept;
         c->grads_base = s->zplan->grads_base;
+        c->params_base = s->zplan->params_base;
         params_bytes = s->zplan->params_numel * sizeof(float);
         grads_bytes = s->zplan->grads_numel * sizeof(float);
         capacity = zf_nccl_capacity(c->nccl);
+        c->store = c->stage >= 2;
         c->s3 = c->stage == 3;
         c->poff = c->s3 && s->offload_param;
         if (c->poff && s->ds) {
@@ -763,10 +966,10 @@ extern "C" zf_backend *zf_backend_cuda_create(const zf_backend_spec *s, int *no_
             return NULL;
         }
     }
-    const zf_gpt2c_layer_store store = {c, s3_fetch, s3_done, s3_kept};
-    const zf_gpt2c_options mo = {s->act_checkpointing, capacity, c->s3 ? &store : NULL};
+    const zf_gpt2c_layer_store store = {c, store_fetch, store_done, store_kept};
+    const zf_gpt2c_options mo = {s->act_checkpointing, capacity, c->store ? &store : NULL};
     c->model = zf_gpt2c_create_ex(s->cfg, s->table, dt, s->max_B, s->max_T, &mo, err);
-    if (!c->model || (c->s3 && s3_alloc(c, err) != 0)) {
+    if (!c->model || (ranks && comm_setup(c, s->zopts, err) != 0) || (c->store && store_alloc(c, s->zopts, err) != 0)) {
         if (strstr(err->msg, "out of memory")) {
             char msg[sizeof err->msg];
             snprintf(msg, sizeof msg, "%s", err->msg);
@@ -793,11 +996,11 @@ extern "C" zf_backend *zf_backend_cuda_create(const zf_backend_spec *s, int *no_
     b->params_from_host = cu_params_from_host;
     b->poison_grads = cu_poison_grads;
     b->phase_times = cu_phase_times;
-    /* ranks: the compute copy from the host (stages 0-2: every rank holds the
-     * same whole parameters at start or resume; stage 3: the slice into the
-     * home, then the tensors kept whole gathered); the device optimizer
+    /* ranks: the compute copy from the host (stages 0-1: every rank holds the
+     * same whole parameters at start or resume; stages 2-3: the slice into
+     * the home, then gathered); the device optimizer
      * below then rewrites its shard from the master, which equals it */
-    if (ranks && (c->s3 ? cu_params_from_host(b, err) : zf_gpt2c_set_params(c->model, c->params, err)) != 0) {
+    if (ranks && (c->store ? cu_params_from_host(b, err) : zf_gpt2c_set_params(c->model, c->params, err)) != 0) {
         cu_free(b);
         return NULL;
     }
@@ -821,7 +1024,7 @@ extern "C" zf_backend *zf_backend_cuda_create(const zf_backend_spec *s, int *no_
     }
     if (ranks) {
         b->grad_stats = cu_zero_grad_stats; /* the reduction over NCCL comes first */
-        if (c->poff) b->upload_params_next = cu_upload_params_next;
+        if (c->store && !s->ds) b->upload_params_next = cu_upload_params_next;
         report_device_memory(c, s->rank, s->rank % n, s->comm->size);
     }
     /* creation's copies are not a step's transfers */

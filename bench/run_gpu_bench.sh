@@ -52,7 +52,7 @@ for spec in $RUNS; do
   preset=$ROOT/config/models/$model.json   # or a config file of one's own (PATH.json)
   [[ "$model" == *.json ]] && { preset=$model; model=$(basename "$model" .json); }
   name="$model-b$micro-ga$ga-$off"
-  [ "$gpus" = 1 ] && [ "$stage" = 2 ] || name="$name-g$gpus-s$stage"
+  [ "$gpus" = 1 ] && [ "$stage" = 2 ] && [ "${ZF_GPU_ZERO_ONE_RANK:-}" != 1 ] || name="$name-g$gpus-s$stage"
   name="$name${ZF_BENCH_TAG:+-$ZF_BENCH_TAG}"
   "$PY" - "$ROOT/config/zero-2.json" "$work/$name.json" "$ga" "$off" "$stage" <<'PY'
 import json, os, sys

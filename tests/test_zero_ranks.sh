@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # ZeRO across ranks through the whole pipeline (scripts/run_pipeline.sh,
 # mpirun): for world sizes 1, 2, 3 (3 splits the flat buffer unevenly) and
-# stages 0-3, with gradient accumulation 2, clipping that bites, fp32 and the
+# stages 0-3 (and 4 and 8 at stages 2-3), with gradient accumulation 2, clipping that bites, fp32 and the
 # optimizer offloaded to offloadd, the loss sequence (metrics.jsonl) and the
 # final parameters (the checkpoint's per-rank partitions, consolidated by
 # `ckptd consolidate`) equal those of one rank with micro batch m*N within
@@ -149,6 +149,18 @@ for n in 1 2 3; do
       done
       grep -q "\"world_size\": $n" "$meta/meta.json" || fail "$name: meta.json lacks world_size $n"
     fi
+  done
+done
+
+# wider worlds (the scale of issue #7's 4- and 8-GPU runs, on CPU ranks):
+# stages 2 and 3 with 4 and 8 ranks equal one rank too
+for n in 4 8; do
+  run "ref$n" "$work/stage0.json" 1 $((M * n))
+  for s in 2 3; do
+    name="w${n}s$s"
+    run "$name" "$work/stage$s.json" $n $M
+    compare "$name" "ref$n"
+    memory "$name" $s $n
   done
 done
 

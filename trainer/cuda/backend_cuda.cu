@@ -20,15 +20,17 @@
  * (nccl_comm.cuh) when grad_stats is asked; the statistics are taken over
  * the rank's slice and combined on the host engine; the optimizer (device
  * or offloadd) updates the rank's shard only, and the compute copies are
- * all-gathered after it (stages 1-3).  The host "params" then lag behind:
+ * all-gathered after it (stage 1; stages 2-3 gather each layer when it is
+ * used, below).  The host "params" then lag behind:
  * params_to_host gathers the fp32 masters (a collective).  At stages 2-3 the
  * model takes its layers from this file's layer store (store_*): their
  * gradients go to bucket slots (reduce_bucket_size) reduced into the
- * owners' slices as each bucket's backward ends, every micro-batch; stage 3
- * also gathers each layer from the ranks' homes into alternating slots for
- * each pass, the next one while this one computes (prefetch); with
- * offload_param the home is the host's shard, read as offloadd's update
- * passes it when pipelined.  With overlap_comm the collectives run on a
+ * owners' slices as each bucket's backward ends, every micro-batch; their
+ * parameters are gathered from the ranks' homes, at stage 2 into the whole
+ * copy once per update, at stage 3 into alternating slots for each pass,
+ * the next layer while this one computes (prefetch).  With offload_param
+ * the home is the host's shard; with offloadd's update pipelined, each
+ * layer's own part is read from offloadd's master as the update passes it.  With overlap_comm the collectives run on a
  * stream of their own, ordered with the model's by events. */
 #include "backend_cuda.cuh"
 
@@ -120,8 +122,9 @@ typedef struct cuda_impl {
     size_t (*bk)[2];
     /* the collectives' stream: its own with overlap_comm (reductions and
      * gathers run beside the compute, ordered by the events), else the
-     * model's; prefetch (stage 3, stage3_prefetch_bucket_size > 0): the next
-     * layer of a pass is gathered while this one computes */
+     * model's; prefetch (with overlap_comm; at stage 3 only if
+     * stage3_prefetch_bucket_size > 0): the pass's next layer is gathered
+     * while this one computes */
     cudaStream_t cs;
     zf_gk *gk_cs;           /* conversions on cs */
     int overlap, prefetch;
@@ -907,7 +910,8 @@ extern "C" zf_backend *zf_backend_cuda_create(const zf_backend_spec *s, int *no_
         zf_err_set(err, "no usable CUDA device");
         return NULL;
     }
-    /* ZeRO on the device: ranks, or one GPU streaming its layers from the host */
+    /* ZeRO on the device: ranks, one GPU streaming its layers from the host,
+     * or one GPU sent through the ranks' path (ZF_GPU_ZERO_ONE_RANK, tests) */
     const int ranks = s->comm != NULL;
     if (ranks && (!s->zplan || s->zplan->stage > 3 || !s->params_kept || !s->grads_kept)) {
         zf_err_set(err, "GPU ranks: expected a ZeRO plan of stage 0-3 and the rank's kept host buffers");

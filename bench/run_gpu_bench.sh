@@ -95,11 +95,13 @@ total = sum(r["step_s"] for r in rows)
 tok_s = tok * len(rows) / total
 mfu = tok_s * (6 * N + 6 * L * T * d) / 989e12 / gpus  # per GPU
 ph = {k: 1e3 * statistics.mean(r.get(k, 0.0) for r in rows)
-      for k in ("step_s", "data_wait_s", "forward_s", "backward_s", "optimizer_s", "transfer_s")}
-other = ph["step_s"] - sum(v for k, v in ph.items() if k != "step_s")
+      for k in ("step_s", "data_wait_s", "forward_s", "backward_s", "optimizer_s", "transfer_s", "comm_s")}
+other = ph["step_s"] - sum(v for k, v in ph.items() if k not in ("step_s", "comm_s"))
 print(f"zeroflow {name}: {tok_s:,.0f} tok/s, MFU {100 * mfu:.1f}% over {len(rows)} steps; per step {ph['step_s']:.1f} ms = "
       f"data wait {ph['data_wait_s']:.1f} + forward {ph['forward_s']:.1f} + backward {ph['backward_s']:.1f} + "
-      f"optimizer {ph['optimizer_s']:.1f} + transfers {ph['transfer_s']:.1f} + other {other:.1f} ms; loss {rows[-1]['loss']:.3f}")
+      f"optimizer {ph['optimizer_s']:.1f} + transfers {ph['transfer_s']:.1f} + other {other:.1f} ms"
+      + (f" (ZeRO collectives {ph['comm_s']:.1f} ms of GPU time, overlapped)" if ph["comm_s"] > 0 else "")
+      + f"; loss {rows[-1]['loss']:.3f}")
 print("JSON " + json.dumps(dict(impl="zeroflow", run=name, params=N, tok_s=tok_s, mfu=mfu, steps=len(rows), **ph)))
 PY
 done

@@ -60,6 +60,7 @@
         F(backward_s, F64, OPT)                                                 \
         F(optimizer_s, F64, OPT)                                                \
         F(transfer_s, F64, OPT)                                                 \
+        F(comm_s, F64, OPT)                                                     \
     MSG(eval, 1)                                                                \
         F(step, INT, REQ)                                                       \
         F(split, STR, REQ)                                                      \

@@ -816,6 +816,7 @@ static void publish_step(trainer *t, double loss, double lr, int skipped, double
     zf_msg_set_f64(m, "backward_s", t->phase.backward_s);
     zf_msg_set_f64(m, "optimizer_s", t->phase.optimizer_s);
     zf_msg_set_f64(m, "transfer_s", t->phase.transfer_s);
+    zf_msg_set_f64(m, "comm_s", t->phase.comm_s);
     zf_msg_set_bool(m, "skipped", skipped);
     zf_daemon_publish(&t->d, m);
     zf_msg_free(m);
@@ -971,12 +972,12 @@ int zf_train_main(const zf_options *o, zf_backend_factory gpu)
         double tok_s = (double)tokens_per_step / avg_step, eta = avg_step * (double)(t.total_steps - t.step);
         if (t.rank == 0) publish_step(&t, loss, lr, skipped, dt, tok_s, eta); /* one step event per run */
         if (t.step % (o->log_every > 0 ? o->log_every : 10) == 0 || t.step == t.total_steps || t.step == first_step + 1) {
-            json_t *row = json_pack("{s:s, s:I, s:f, s:f, s:f, s:f, s:f, s:b, s:f, s:f, s:f, s:f, s:f}", "event",
-                                    "step", "step", (json_int_t)t.step, "loss", loss, "lr", lr, "loss_scale",
+            json_t *row = json_pack("{s:s, s:I, s:f, s:f, s:f, s:f, s:f, s:b, s:f, s:f, s:f, s:f, s:f, s:f}",
+                                    "event", "step", "step", (json_int_t)t.step, "loss", loss, "lr", lr, "loss_scale",
                                     t.scaler.scale, "tokens_per_s", tok_s, "data_wait_s", t.data_wait, "skipped",
                                     skipped, "step_s", dt, "forward_s", t.phase.forward_s, "backward_s",
                                     t.phase.backward_s, "optimizer_s", t.phase.optimizer_s, "transfer_s",
-                                    t.phase.transfer_s);
+                                    t.phase.transfer_s, "comm_s", t.phase.comm_s);
             if (getenv("ZF_DEBUG_OVERFLOW_STEPS")) {
                 char hx[17];
                 snprintf(hx, sizeof hx, "%016llx", (unsigned long long)debug_state_hash(&t));

@@ -160,6 +160,17 @@ for stage in 2 3; do
   compare "g1r-s$stage-gpu-fp32-true" ref-fp32 1e-6 1e-5
   compare "g1r-s$stage-gpu-fp32-false" "g1r-s$stage-gpu-fp32-true" 0 0
 done
+# the collectives' GPU time is reported (metrics comm_s): on the ranks'
+# path, not on the plain one
+"$PY" - "$work" <<'PY' || fail "comm_s: the collectives' time is not reported as expected"
+import json, sys
+def comm(run):
+    rows = [json.loads(l) for l in open(f"{sys.argv[1]}/{run}/metrics.jsonl")]
+    return [r.get("comm_s", 0.0) for r in rows if r.get("event") == "step"]
+for run in ("g1r-s2-gpu-fp32-true", "g1r-s3-gpu-fp32-true", "g1r-s3-gpu-fp32-false"):
+    assert all(c > 0 for c in comm(run)), (run, comm(run))
+assert all(c == 0 for c in comm("ref-fp32")), comm("ref-fp32")
+PY
 BUCKET=1e5 config fp32 3 gpu "$work/g1r-s3-ckpt.json"
 run g1r-s3-ckpt "$work/g1r-s3-ckpt.json" 1 16 --gradient_checkpointing
 compare g1r-s3-ckpt g1r-s3-gpu-fp32-true 0 0

@@ -54,6 +54,7 @@ extern "C" {
 
 enum { PH_FWD, PH_BWD, PH_OPT, PH_XFER };
 #define EV_MAX 256 /* event pairs kept before older ones are folded into acc */
+#define COMM_EV_MAX 2048 /* collectives timed per step (more go untimed: no synchronisation mid-step) */
 
 typedef struct ev_pair {
     cudaEvent_t a, b;
@@ -133,6 +134,8 @@ typedef struct cuda_impl {
     /* phase events */
     ev_pair ev[EV_MAX];
     int nev_made, nev_used, open;
+    ev_pair *comm_ev;       /* pairs around the collectives on cs, folded once per step */
+    int ncomm_made, ncomm_used;
     zf_phase_times acc; /* folded pairs not yet reported */
 } cuda_impl;
 
@@ -191,6 +194,34 @@ static void ph_end(cuda_impl *c)
     cudaGetLastError();
 }
 
+/* The collectives' time: a pair of events on cs around each (best effort:
+ * -1, nothing recorded, when the step's pairs are used up). */
+static int comm_begin(cuda_impl *c)
+{
+    if (!c->comm_ev && !(c->comm_ev = (ev_pair *)calloc(COMM_EV_MAX, sizeof *c->comm_ev))) return -1;
+    if (c->ncomm_used == COMM_EV_MAX) return -1;
+    ev_pair *p = &c->comm_ev[c->ncomm_used];
+    if (c->ncomm_used == c->ncomm_made) {
+        if (cudaEventCreate(&p->a) != cudaSuccess || cudaEventCreate(&p->b) != cudaSuccess) {
+            cudaGetLastError();
+            return -1;
+        }
+        c->ncomm_made++;
+    }
+    if (cudaEventRecord(p->a, c->cs) != cudaSuccess) {
+        cudaGetLastError();
+        return -1;
+    }
+    return c->ncomm_used;
+}
+
+static void comm_end(cuda_impl *c, int i)
+{
+    if (i < 0) return;
+    if (cudaEventRecord(c->comm_ev[i].b, c->cs) == cudaSuccess) c->ncomm_used = i + 1;
+    cudaGetLastError();
+}
+
 static void cu_phase_times(zf_backend *b, zf_phase_times *t)
 {
     cuda_impl *c = (cuda_impl *)b->impl;
@@ -200,6 +231,14 @@ static void cu_phase_times(zf_backend *b, zf_phase_times *t)
     t->optimizer_s += c->acc.optimizer_s;
     t->transfer_s += c->acc.transfer_s;
     memset(&c->acc, 0, sizeof c->acc);
+    if (c->ncomm_used && cudaEventSynchronize(c->comm_ev[c->ncomm_used - 1].b) == cudaSuccess) {
+        for (int i = 0; i < c->ncomm_used; i++) {
+            float ms = 0;
+            if (cudaEventElapsedTime(&ms, c->comm_ev[i].a, c->comm_ev[i].b) == cudaSuccess) t->comm_s += ms * 1e-3;
+        }
+    }
+    cudaGetLastError();
+    c->ncomm_used = 0;
 }
 
 /* ----------------------------------------------------------- the model */
@@ -315,13 +354,17 @@ static int own_part_up(cuda_impl *c, void *dst, size_t origin, size_t lo, size_t
  * refreshed from offloadd's master, once per update (home_ver). */
 static int gather_unit(cuda_impl *c, int u, void *dst, size_t lo, size_t hi, zf_err *err)
 {
+    const int t = comm_begin(c);
+    int rc = 0;
     if (c->poff) {
-        if (own_part_up(c, dst, lo, lo, hi, err) != 0) return -1;
+        rc = own_part_up(c, dst, lo, lo, hi, err);
     } else if (c->up_ready && c->home_ver[u] != c->pver) {
-        if (own_part_up(c, c->home, c->own_off, lo, hi, err) != 0) return -1;
-        c->home_ver[u] = c->pver;
+        rc = own_part_up(c, c->home, c->own_off, lo, hi, err);
+        if (!rc) c->home_ver[u] = c->pver;
     }
-    return zf_nccl_gather_range(c->nccl, dst, lo, hi, c->poff ? NULL : c->home, c->dt, c->cs, err);
+    if (!rc) rc = zf_nccl_gather_range(c->nccl, dst, lo, hi, c->poff ? NULL : c->home, c->dt, c->cs, err);
+    comm_end(c, t);
+    return rc;
 }
 
 /* Part 0 (the embeddings, [0, lay_lo)) or 1 (ln_f, [lay_hi, total)) of
@@ -361,7 +404,9 @@ static int gather_compute_copy(cuda_impl *c, zf_err *err)
         if (!rc) rc = gather_kept(c, 1, err);
     } else {
         rc = comm_after_model(c, err);
+        const int t = comm_begin(c);
         if (!rc) rc = zf_nccl_allgather(c->nccl, zf_gpt2c_params_dev(c->model), c->dt, c->cs, err);
+        comm_end(c, t);
         if (!rc) rc = model_after_comm(c, err);
     }
     ph_end(c);
@@ -436,8 +481,10 @@ static int store_done(void *ctx, int l, int phase, zf_err *err)
     if (l != c->bk_bot[b]) return 0;
     CKE(cudaEventRecord(c->ev_gready[k], s));
     CKE(cudaStreamWaitEvent(c->cs, c->ev_gready[k], 0));
-    if (zf_nccl_reduce_range_add(c->nccl, c->gslot[k], c->bk[b][0], c->bk[b][1], c->own_grads, c->cs, err) != 0)
-        return -1;
+    const int t = comm_begin(c);
+    const int rc = zf_nccl_reduce_range_add(c->nccl, c->gslot[k], c->bk[b][0], c->bk[b][1], c->own_grads, c->cs, err);
+    comm_end(c, t);
+    if (rc != 0) return -1;
     CKE(cudaEventRecord(c->ev_gfree[k], c->cs));
     return 0;
 }
@@ -489,6 +536,7 @@ static int cu_zero_grad_stats(zf_backend *b, int *overflow, double *sumsq, zf_er
     float *g = zf_gpt2c_grads_dev(c->model);
     ph_begin(c, PH_XFER);
     int rc = comm_after_model(c, err);
+    const int t = comm_begin(c);
     if (rc) {
     } else if (c->store) { /* the layers are in own_grads already; the embeddings' and ln_f's join them */
         for (int part = 0; part < 2 && !rc; part++) {
@@ -499,6 +547,7 @@ static int cu_zero_grad_stats(zf_backend *b, int *overflow, double *sumsq, zf_er
     } else {
         rc = c->stage == 0 ? zf_nccl_allreduce(c->nccl, g, c->cs, err) : zf_nccl_reduce_scatter(c->nccl, g, c->cs, err);
     }
+    comm_end(c, t);
     if (!rc) rc = model_after_comm(c, err);
     ph_end(c);
     if (rc) return -1;
@@ -878,6 +927,11 @@ static void cu_free(zf_backend *b)
         cudaEventDestroy(c->ev[i].a);
         cudaEventDestroy(c->ev[i].b);
     }
+    for (int i = 0; i < c->ncomm_made; i++) {
+        cudaEventDestroy(c->comm_ev[i].a);
+        cudaEventDestroy(c->comm_ev[i].b);
+    }
+    free(c->comm_ev);
     if (c->master) cudaFree(c->master);
     free(c->rows);
     if (c->zmem) cudaFree(c->zmem);
@@ -1032,7 +1086,7 @@ extern "C" zf_backend *zf_backend_cuda_create(const zf_backend_spec *s, int *no_
         report_device_memory(c, s->rank, s->rank % n, s->comm->size);
     }
     /* creation's copies are not a step's transfers */
-    zf_phase_times drop = {0, 0, 0, 0};
+    zf_phase_times drop = {0, 0, 0, 0, 0};
     cu_phase_times(b, &drop);
     return b;
 }

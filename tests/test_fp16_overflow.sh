@@ -21,10 +21,19 @@
 #   tests/test_fp16_overflow.sh --gpu    GPU trainer (--num_gpus 1), both with
 #                                        the optimizer offloaded (offloadd) and
 #                                        on the GPU (no offload in the config)
+#   ... [--stage N]                      zero_optimization.stage N (default 2;
+#                                        tests/gpu/test_zero_gpus.sh runs 2 and 3
+#                                        through the GPU ZeRO path)
 source "$(dirname "$0")/pipeline_lib.sh"
 PY=${ZF_PYTHON:-python3}
-gpu=0
-[ "${1:-}" = "--gpu" ] && gpu=1
+gpu=0 stage=2
+while [ $# -gt 0 ]; do
+  case $1 in
+    --gpu) gpu=1; shift ;;
+    --stage) stage=$2; shift 2 ;;
+    *) echo "unknown flag $1" >&2; exit 2 ;;
+  esac
+done
 work=$(new_out)
 STEPS=16
 OVERFLOWS="2,3,4,7,8,9,10,15"
@@ -32,7 +41,7 @@ OVERFLOWS="2,3,4,7,8,9,10,15"
 # configs: fp16 dynamic scaling, small window; offloaded optimizer or not
 for ch in false true; do
   for off in cpu none; do
-    "$PY" - "$ROOT/config/zero-2.json" "$work/c-$ch-$off.json" "$ch" "$off" <<'PY'
+    "$PY" - "$ROOT/config/zero-2.json" "$work/c-$ch-$off.json" "$ch" "$off" "$stage" <<'PY'
 import json, sys
 c = json.load(open(sys.argv[1]))
 c["fp16"] = {"enabled": True, "loss_scale": 0, "initial_scale_power": 10, "loss_scale_window": 3,
@@ -41,6 +50,7 @@ c["bf16"] = {"enabled": False}
 c["scheduler"]["params"]["warmup_num_steps"] = 5
 c["scheduler"]["params"]["total_num_steps"] = 40
 z = c["zero_optimization"]
+z["stage"] = int(sys.argv[5])
 if sys.argv[4] == "none":
     z.pop("offload_optimizer", None)
 json.dump(c, open(sys.argv[2], "w"), indent=2)

@@ -190,6 +190,13 @@ done
 BUCKET=4e5 config bf16 2 gpu "$work/g1r-s2-gpu-bf16.json"
 run g1r-s2-gpu-bf16 "$work/g1r-s2-gpu-bf16.json" 1 16
 compare g1r-s2-gpu-bf16 ref-bf16 1e-3 2e-2
+# fp16 dynamic loss scaling on this path: forced overflows follow
+# DeepSpeed's rules step by step and a skipped step changes nothing
+for stage in 2 3; do
+  "$ROOT/tests/test_fp16_overflow.sh" --gpu --stage $stage >"$work/fp16-s$stage.out" 2>&1 ||
+    { tail -n 20 "$work/fp16-s$stage.out" >&2; fail "fp16 loss scaling at stage $stage through the ranks' path"; }
+  note "fp16 overflows at stage $stage: $(grep -c "matches DeepSpeed" "$work/fp16-s$stage.out") runs match DeepSpeed's rules"
+done
 unset ZF_GPU_ZERO_ONE_RANK
 [ "$ngpu" -ge 2 ] || { echo "one GPU: the ranks' part needs 2 GPUs (skipped)"; echo "zero on GPUs ok (one GPU)"; exit 0; }
 for off in gpu cpu param; do

@@ -954,6 +954,17 @@ static void cu_free(zf_backend *b)
     free(b);
 }
 
+/* A device allocation that failed at creation: say what would make the
+ * model fit. */
+static void fit_hint(zf_err *err)
+{
+    if (!strstr(err->msg, "out of memory")) return;
+    char msg[sizeof err->msg];
+    snprintf(msg, sizeof msg, "%s", err->msg);
+    zf_err_set(err, "%s: the model does not fit this GPU (less is needed with --batch_size smaller, "
+               "--gradient_checkpointing, offload_optimizer, or ZeRO-3 with offload_param)", msg);
+}
+
 extern "C" zf_backend *zf_backend_cuda_create(const zf_backend_spec *s, int *no_device, zf_err *err)
 {
     int n = 0;
@@ -1028,12 +1039,7 @@ extern "C" zf_backend *zf_backend_cuda_create(const zf_backend_spec *s, int *no_
     const zf_gpt2c_options mo = {s->act_checkpointing, capacity, c->store ? &store : NULL};
     c->model = zf_gpt2c_create_ex(s->cfg, s->table, dt, s->max_B, s->max_T, &mo, err);
     if (!c->model || (ranks && comm_setup(c, s->zopts, err) != 0) || (c->store && store_alloc(c, s->zopts, err) != 0)) {
-        if (strstr(err->msg, "out of memory")) {
-            char msg[sizeof err->msg];
-            snprintf(msg, sizeof msg, "%s", err->msg);
-            zf_err_set(err, "%s: the model does not fit this GPU (less is needed with --batch_size smaller, "
-                       "--gradient_checkpointing, offload_optimizer, or ZeRO-3 with offload_param)", msg);
-        }
+        fit_hint(err);
         cu_free(b);
         return NULL;
     }
@@ -1064,6 +1070,7 @@ extern "C" zf_backend *zf_backend_cuda_create(const zf_backend_spec *s, int *no_
     }
     if (s->ds) {
         if (opt_init(c, s, err) != 0) {
+            fit_hint(err);
             cu_free(b);
             return NULL;
         }

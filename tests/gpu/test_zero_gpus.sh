@@ -40,7 +40,7 @@ c = json.load(open(sys.argv[1]))
 c.update(embd_pdrop=0.0, attn_pdrop=0.0, resid_pdrop=0.0)
 json.dump(c, open(sys.argv[2], "w"), indent=1)
 PY
-# [BUCKET=elements] [OVERLAP=true|false] config PREC STAGE OFFLOAD FILE
+# [BUCKET=elements] [OVERLAP=true|false] [PREFETCH=elements] config PREC STAGE OFFLOAD FILE
 config() {
   "$PY" - "$ROOT/config/zero-2.json" "$@" <<'PY'
 import json, os, sys
@@ -55,6 +55,8 @@ if "BUCKET" in os.environ:
     z["reduce_bucket_size"] = float(os.environ["BUCKET"])
 if "OVERLAP" in os.environ:
     z["overlap_comm"] = os.environ["OVERLAP"] == "true"
+if "PREFETCH" in os.environ:
+    z["stage3_prefetch_bucket_size"] = float(os.environ["PREFETCH"])
 z.pop("offload_param", None)
 if off == "gpu":
     z.pop("offload_optimizer", None)
@@ -171,6 +173,15 @@ for run in ("g1r-s2-gpu-fp32-true", "g1r-s3-gpu-fp32-true", "g1r-s3-gpu-fp32-fal
     assert all(c > 0 for c in comm(run)), (run, comm(run))
 assert all(c == 0 for c in comm("ref-fp32")), comm("ref-fp32")
 PY
+# stage 3's prefetch depth: 3 layers ahead (4 slots) by default here, 1
+# with stage3_prefetch_bucket_size below a layer: the same bits
+grep -q "layers gathered up to 3 ahead of the one computing (prefetch, 4 slots)" \
+    "$work/g1r-s3-gpu-fp32-true/logs/trainer.log" || fail "g1r-s3-gpu-fp32-true: not 3 layers ahead"
+BUCKET=1e5 PREFETCH=1e5 config fp32 3 gpu "$work/g1r-s3-p1.json"
+run g1r-s3-p1 "$work/g1r-s3-p1.json" 1 16
+grep -q "layers gathered up to 1 ahead of the one computing (prefetch, 2 slots)" "$work/g1r-s3-p1/logs/trainer.log" ||
+  fail "g1r-s3-p1: not 1 layer ahead"
+compare g1r-s3-p1 g1r-s3-gpu-fp32-true 0 0
 BUCKET=1e5 config fp32 3 gpu "$work/g1r-s3-ckpt.json"
 run g1r-s3-ckpt "$work/g1r-s3-ckpt.json" 1 16 --gradient_checkpointing
 compare g1r-s3-ckpt g1r-s3-gpu-fp32-true 0 0

@@ -54,6 +54,7 @@ extern "C" {
 
 enum { PH_FWD, PH_BWD, PH_OPT, PH_XFER };
 #define EV_MAX 256 /* event pairs kept before older ones are folded into acc */
+#define ZS_MAX 16 /* stage 3's parameter slots at most (prefetch depth + 1) */
 #define COMM_EV_MAX 2048 /* collectives timed per step (more go untimed: no synchronisation mid-step) */
 
 typedef struct ev_pair {
@@ -103,9 +104,10 @@ typedef struct cuda_impl {
     float *own_grads;       /* the rank's slice of the gradients (own_n), summed over ranks and micro-batches */
     void *lay_params;       /* stage 2: the layers' compute copy [lay_lo, lay_hi), whole (each layer
                                gathered when first used after an update) */
-    void *pslot[2];         /* stage 3: a layer's gathered parameters (dt), slot l & 1 for layer l */
-    int slot_layer[2];      /* the layer a slot holds (-1: none) ... */
-    unsigned long slot_ver[2], pver; /* ... gathered at parameter version slot_ver (pver: bumped by each update) */
+    void *pslot[ZS_MAX];    /* stage 3: a layer's gathered parameters (dt), slot l % nslots for layer l */
+    int slot_layer[ZS_MAX]; /* the layer a slot holds (-1: none) ... */
+    unsigned long slot_ver[ZS_MAX], pver; /* ... gathered at parameter version slot_ver (pver: bumped by each update) */
+    int nslots, depth;      /* parameter slots (stage 2: 2, for the events), and layers gathered ahead */
     unsigned long *lay_ver; /* stage 2: the version each layer's place in lay_params holds */
     unsigned long *home_ver; /* pipelined: the version of each unit's part of the home (layers, then the two kept parts) */
     float *gslot[2];        /* a bucket's gradients of this rank (fp32), slot b % ngs for bucket b */
@@ -129,7 +131,7 @@ typedef struct cuda_impl {
     cudaStream_t cs;
     zf_gk *gk_cs;           /* conversions on cs */
     int overlap, prefetch;
-    cudaEvent_t ev_join, ev_pfree[2], ev_pready[2], ev_gready[2], ev_gfree[2];
+    cudaEvent_t ev_join, ev_gready[2], ev_gfree[2], ev_pfree[ZS_MAX], ev_pready[ZS_MAX];
     int events_made;
     /* phase events */
     ev_pair ev[EV_MAX];
@@ -414,12 +416,13 @@ static int gather_compute_copy(cuda_impl *c, zf_err *err)
 }
 
 /* Layer l's parameters for a pass, on cs unless current: stage 3 into its
- * slot (l & 1), after the slot's last reader; stage 2 into its place in the
- * whole copy, once per update.  Without prefetch the gather also waits for
- * all the model's work so far.  The model waits for ev_pready[l & 1]. */
+ * slot (l % nslots), after the slot's last reader; stage 2 into its place
+ * in the whole copy, once per update.  Without prefetch the gather also
+ * waits for all the model's work so far.  The model waits for
+ * ev_pready[l % nslots]. */
 static int layer_gather(cuda_impl *c, int l, zf_err *err)
 {
-    const int k = l & 1;
+    const int k = l % c->nslots;
     if (c->s3 ? c->slot_layer[k] == l && c->slot_ver[k] == c->pver : c->lay_ver[l] == c->pver) return 0;
     size_t lo, hi;
     zf_gpt2c_layer_range(c->model, l, &lo, &hi);
@@ -451,8 +454,8 @@ static int store_fetch(void *ctx, int l, int phase, void **params, float **grads
     zf_gpt2c_layer_range(c->model, l, &lo, &hi);
     cudaStream_t s = zf_gpt2c_stream(c->model);
     if (layer_gather(c, l, err) != 0) return -1;
-    CKE(cudaStreamWaitEvent(s, c->ev_pready[l & 1], 0));
-    *params = c->s3 ? c->pslot[l & 1] : (char *)c->lay_params + (lo - c->lay_lo) * zf_gpu_dtype_size(c->dt);
+    CKE(cudaStreamWaitEvent(s, c->ev_pready[l % c->nslots], 0));
+    *params = c->s3 ? c->pslot[l % c->nslots] : (char *)c->lay_params + (lo - c->lay_lo) * zf_gpu_dtype_size(c->dt);
     if (phase == 1) {
         const int b = c->bk_of[l], k = b % c->ngs;
         if (l == c->bk_top[b]) {
@@ -464,18 +467,22 @@ static int store_fetch(void *ctx, int l, int phase, void **params, float **grads
     return 0;
 }
 
-/* done: the slot's reader is queued; with prefetch the pass's next layer is
- * gathered now, ahead of the bucket's reduction on cs (so that the next
- * layer's compute does not wait behind it); a bucket whose backward is
- * complete is reduced into the owners on cs. */
+/* done: the slot's reader is queued; with prefetch the pass's next depth
+ * layers are gathered now (those not yet there: the farthest goes into the
+ * slot the layer before this one freed), ahead of the bucket's reduction on
+ * cs, so that the next layers' compute does not wait behind it; a bucket
+ * whose backward is complete is reduced into the owners on cs. */
 static int store_done(void *ctx, int l, int phase, zf_err *err)
 {
     cuda_impl *c = (cuda_impl *)ctx;
     cudaStream_t s = zf_gpt2c_stream(c->model);
-    if (c->s3) CKE(cudaEventRecord(c->ev_pfree[l & 1], s));
-    const int next = phase == 0 ? l + 1 : l - 1;
-    if (c->prefetch && next >= 0 && next < zf_gpt2c_get_config(c->model)->n_layer && layer_gather(c, next, err) != 0)
-        return -1;
+    if (c->s3) CKE(cudaEventRecord(c->ev_pfree[l % c->nslots], s));
+    const int L = zf_gpt2c_get_config(c->model)->n_layer;
+    for (int j = 1; c->prefetch && j <= c->depth; j++) {
+        const int next = phase == 0 ? l + j : l - j;
+        if (next < 0 || next >= L) break;
+        if (layer_gather(c, next, err) != 0) return -1;
+    }
     if (phase == 0) return 0;
     const int b = c->bk_of[l], k = b % c->ngs;
     if (l != c->bk_bot[b]) return 0;
@@ -790,9 +797,12 @@ static int comm_setup(cuda_impl *c, const zf_zero_options *zo, zf_err *err)
     c->overlap = zo && zo->overlap_comm;
     /* stage 2 gathers each layer once after an update, stage 3 for each pass */
     c->prefetch = c->overlap && (!c->s3 || zo->prefetch_bucket_size > 0);
-    cudaEvent_t *ev[9] = {&c->ev_join, &c->ev_pfree[0], &c->ev_pfree[1], &c->ev_pready[0], &c->ev_pready[1],
-                          &c->ev_gready[0], &c->ev_gready[1], &c->ev_gfree[0], &c->ev_gfree[1]};
-    for (; c->events_made < 9; c->events_made++)
+    cudaEvent_t *ev[5 + 2 * ZS_MAX] = {&c->ev_join, &c->ev_gready[0], &c->ev_gready[1], &c->ev_gfree[0], &c->ev_gfree[1]};
+    for (int i = 0; i < ZS_MAX; i++) {
+        ev[5 + 2 * i] = &c->ev_pfree[i];
+        ev[6 + 2 * i] = &c->ev_pready[i];
+    }
+    for (; c->events_made < 5 + 2 * ZS_MAX; c->events_made++)
         CKE(cudaEventCreateWithFlags(ev[c->events_made], cudaEventDisableTiming));
     c->cs = zf_gpt2c_stream(c->model);
     c->gk_cs = zf_gpt2c_gk(c->model);
@@ -851,7 +861,20 @@ static int store_alloc(cuda_impl *c, const zf_zero_options *zo, zf_err *err)
     }
     zf_gpt2c_layers_span(c->model, &c->lay_lo, &c->lay_hi);
     c->slot_n = slot;
-    c->slot_layer[0] = c->slot_layer[1] = -1;
+    /* stage 3 gathers up to stage3_prefetch_bucket_size elements ahead (at
+     * least one layer, within stage3_max_live_parameters with the layer in
+     * use, and ZS_MAX slots); stage 2 the next layer */
+    c->nslots = 2;
+    c->depth = c->prefetch ? 1 : 0;
+    if (c->s3 && c->prefetch) {
+        size_t d = (zo->prefetch_bucket_size + slot - 1) / slot;
+        if (zo->max_live_parameters && zo->max_live_parameters / slot - 1 < d) d = zo->max_live_parameters / slot - 1;
+        if (d > (size_t)(ZS_MAX - 1)) d = ZS_MAX - 1;
+        if (d > (size_t)(cfg->n_layer - 1)) d = (size_t)(cfg->n_layer - 1);
+        c->depth = d < 1 ? 1 : (int)d;
+        c->nslots = c->depth + 1;
+    }
+    for (int k = 0; k < ZS_MAX; k++) c->slot_layer[k] = -1;
     if (make_buckets(c, zo, err) != 0) return -1;
     c->lay_ver = (unsigned long *)calloc((size_t)cfg->n_layer + 2, sizeof *c->lay_ver);
     c->home_ver = (unsigned long *)calloc((size_t)cfg->n_layer + 2, sizeof *c->home_ver);
@@ -863,7 +886,7 @@ static int store_alloc(cuda_impl *c, const zf_zero_options *zo, zf_err *err)
                  lay_b = c->s3 ? 0 : RUP((c->lay_hi - c->lay_lo) * es), ps_b = c->s3 ? RUP(slot * es) : 0,
                  gs_b = RUP(c->gslot_n * 4), st_b = RUP(c->staging_n * 4);
 #undef RUP
-    c->zmem_bytes = home_b + og_b + lay_b + 2 * ps_b + (size_t)c->ngs * gs_b + st_b;
+    c->zmem_bytes = home_b + og_b + lay_b + (size_t)c->nslots * ps_b + (size_t)c->ngs * gs_b + st_b;
     cudaError_t e = cudaMalloc(&c->zmem, c->zmem_bytes);
     if (e != cudaSuccess)
         return zf_err_set(err, "backend_cuda: ZeRO stage %d buffers: %zu bytes of device memory: %s", c->stage,
@@ -875,9 +898,8 @@ static int store_alloc(cuda_impl *c, const zf_zero_options *zo, zf_err *err)
     p += og_b;
     c->lay_params = c->s3 ? NULL : p;
     p += lay_b;
-    c->pslot[0] = c->s3 ? p : NULL;
-    c->pslot[1] = c->s3 ? p + ps_b : NULL;
-    p += 2 * ps_b;
+    for (int k = 0; k < c->nslots; k++) c->pslot[k] = c->s3 ? p + (size_t)k * ps_b : NULL;
+    p += (size_t)c->nslots * ps_b;
     c->gslot[0] = (float *)p;
     c->gslot[1] = c->ngs > 1 ? (float *)(p + gs_b) : NULL;
     p += (size_t)c->ngs * gs_b;
@@ -900,7 +922,7 @@ static void report_device_memory(const cuda_impl *c, int rank, int gpu, int worl
     const double other = (double)zf_gpt2c_device_bytes(c->model) - params - grads;
     if (c->store) {
         params += (c->home ? (double)c->own_n * es : 0.0) + (double)c->staging_n * 4.0 +
-                  (c->s3 ? 2.0 * (double)c->slot_n : (double)(c->lay_hi - c->lay_lo)) * es;
+                  (c->s3 ? (double)c->nslots * (double)c->slot_n : (double)(c->lay_hi - c->lay_lo)) * es;
         grads += (double)c->own_n * 4.0 + (double)c->ngs * (double)c->gslot_n * 4.0;
     }
     const double opt = c->master ? 3.0 * (double)c->opt_n * 4.0 : 0.0;
@@ -910,13 +932,17 @@ static void report_device_memory(const cuda_impl *c, int rank, int gpu, int worl
     zf_info("rank %d on GPU %d: ZeRO stage %d over NCCL, %zu of %zu parameters in the optimizer's shard; device memory: "
             "parameters %.2f GiB%s, gradients %.2f GiB (fp32), optimizer %.2f GiB%s, activations and scratch %.2f GiB; "
             "ZeRO's accounting for the three: %.2f GiB", rank, gpu, c->stage, c->opt_n, c->total, params / GiB,
-            c->poff ? " (parameters' home on the host; embeddings, ln_f and two layer buffers here)" : "", grads / GiB,
+            c->poff ? " (parameters' home on the host; embeddings, ln_f and the layer slots here)" : "", grads / GiB,
             opt / GiB, c->master ? "" : " (in offloadd)", other / GiB, want / GiB);
-    if (c->store)
-        zf_info("rank %d: the layers' gradients reduced in %d bucket%s of up to %zu elements (reduce_bucket_size), "
-                "overlap_comm %s%s", rank, c->nbk, c->nbk == 1 ? "" : "s", c->gslot_n, c->overlap ? "on" : "off",
-                !c->s3 ? "" : c->prefetch ? ", each layer gathered while the one before computes (prefetch)"
-                                          : ", each layer gathered when used (no prefetch)");
+    if (!c->store) return;
+    char gather[128] = "";
+    if (c->s3 && c->prefetch)
+        snprintf(gather, sizeof gather, ", layers gathered up to %d ahead of the one computing (prefetch, %d slots)",
+                 c->depth, c->nslots);
+    else if (c->s3)
+        snprintf(gather, sizeof gather, ", each layer gathered when used (no prefetch)");
+    zf_info("rank %d: the layers' gradients reduced in %d bucket%s of up to %zu elements (reduce_bucket_size), "
+            "overlap_comm %s%s", rank, c->nbk, c->nbk == 1 ? "" : "s", c->gslot_n, c->overlap ? "on" : "off", gather);
 }
 
 static void cu_free(zf_backend *b)
@@ -939,8 +965,11 @@ static void cu_free(zf_backend *b)
     free(c->bk);
     free(c->lay_ver);
     free(c->home_ver);
-    const cudaEvent_t zev[9] = {c->ev_join, c->ev_pfree[0], c->ev_pfree[1], c->ev_pready[0], c->ev_pready[1],
-                                c->ev_gready[0], c->ev_gready[1], c->ev_gfree[0], c->ev_gfree[1]};
+    cudaEvent_t zev[5 + 2 * ZS_MAX] = {c->ev_join, c->ev_gready[0], c->ev_gready[1], c->ev_gfree[0], c->ev_gfree[1]};
+    for (int i = 0; i < ZS_MAX; i++) {
+        zev[5 + 2 * i] = c->ev_pfree[i];
+        zev[6 + 2 * i] = c->ev_pready[i];
+    }
     for (int i = 0; i < c->events_made; i++) cudaEventDestroy(zev[i]);
     if (c->overlap && c->gk_cs) zf_gk_free(c->gk_cs); /* overlap_comm: cs and gk_cs are this file's */
     if (c->overlap && c->cs) cudaStreamDestroy(c->cs);

@@ -15,137 +15,28 @@
  * Phase times: a pair of CUDA events around each phase's work, read once per
  * step (phase_times), so timing adds no synchronisation inside the step.
  *
- * ZeRO on the device (spec->comm: GPU ranks, or one GPU at stage 3 with
- * offload_param): at stages 0-1 the device gradients are reduced over NCCL
- * (nccl_comm.cuh) when grad_stats is asked; the statistics are taken over
- * the rank's slice and combined on the host engine; the optimizer (device
- * or offloadd) updates the rank's shard only, and the compute copies are
- * all-gathered after it (stage 1; stages 2-3 gather each layer when it is
- * used, below).  The host "params" then lag behind:
- * params_to_host gathers the fp32 masters (a collective).  At stages 2-3 the
- * model takes its layers from this file's layer store (store_*): their
- * gradients go to bucket slots (reduce_bucket_size) reduced into the
- * owners' slices as each bucket's backward ends, every micro-batch; their
- * parameters are gathered from the ranks' homes, at stage 2 into the whole
- * copy once per update, at stage 3 into alternating slots for each pass,
- * the next layer while this one computes (prefetch).  With offload_param
- * the home is the host's shard; with offloadd's update pipelined, each
- * layer's own part is read from offloadd's master as the update passes it.  With overlap_comm the collectives run on a
- * stream of their own, ordered with the model's by events. */
-#include "backend_cuda.cuh"
-
-#include <cuda_runtime.h>
+ * ZeRO on the device (spec->comm: GPU ranks, one GPU at stage 3 with
+ * offload_param, or ZF_GPU_ZERO_ONE_RANK): at stages 0-1 the device
+ * gradients are reduced over NCCL (nccl_comm.cuh) when grad_stats is
+ * asked; the statistics are taken over the rank's slice and combined on the
+ * host engine; the optimizer (device or offloadd) updates the rank's shard
+ * only, and the compute copies are then all-gathered (stage 1).  At stages
+ * 2-3 the model takes its layers from the layer store of zero_store.cu
+ * (gradients reduced in buckets during backward, parameters gathered as
+ * they are used); this file reduces the embeddings' and ln_f's gradients at
+ * the step's end and gathers them after each update.  The host "params"
+ * lag behind: params_to_host gathers the fp32 masters (a collective). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "gpt2_cuda.cuh"
-#include "gpt2_kernels.cuh"
-#include "nccl_comm.cuh"
+#include "backend_cuda_impl.cuh"
 
 extern "C" {
-#include "ds_config.h"
-#include "lr_schedule.h"
 #include "rng.h"
 #include "shard_optimizer.h"
-#include "zero_plan.h"
 }
-
-enum { PH_FWD, PH_BWD, PH_OPT, PH_XFER };
-#define EV_MAX 256 /* event pairs kept before older ones are folded into acc */
-#define ZS_MAX 16 /* stage 3's parameter slots at most (prefetch depth + 1) */
-#define COMM_EV_MAX 2048 /* collectives timed per step (more go untimed: no synchronisation mid-step) */
-
-typedef struct ev_pair {
-    cudaEvent_t a, b;
-    int phase;
-} ev_pair;
-
-typedef struct cuda_impl {
-    zf_gpt2c *model;
-    float *params, *grads;
-    size_t total, bytes;
-    int params_pinned, grads_pinned;
-    const float *up_src; /* pinned source of pipelined uploads (offloadd's master, the shard) */
-    int up_pinned;
-    /* stage 3 with offload_param, pipelined: each part of the shard is waited
-     * for (up_ready: offloadd's progress) before it is copied up from up_src */
-    int (*up_ready)(void *ctx, size_t end);
-    void *up_ctx;
-    int kept_stale[2];   /* the embeddings / ln_f still to gather in the next forward (pipelined update) */
-    double *ss_dev, *ss_host; /* exact statistics: per block and lane sums (+ the non-finite count) */
-    int ga, nb; /* backward calls per step (spec), and since zero_grads */
-    zf_gpu_dtype dt;
-    /* device optimizer */
-    int has_opt;
-    float *master, *m, *v; /* device, total each (one allocation at master) */
-    float *h_master, *h_m, *h_v; /* host home (offloadd's segments) */
-    int64_t *rows;
-    int nrows;
-    zf_adamw_hparams hp;
-    zf_lr_schedule sched;
-    /* ZeRO over NCCL (GPU ranks of a world > 1); nccl NULL: one rank */
-    zf_nccl *nccl;
-    zf_comm *comm;
-    int stage, rank;
-    size_t own_off, own_n;  /* the rank's slice */
-    size_t opt_off, opt_n;  /* the optimizer's shard: the whole buffer (stage 0) or the slice */
-    size_t grads_base;      /* flat index of grads[0] (the host gradients the rank keeps) */
-    /* stages 2-3, the layer store of gpt2_cuda: the layers' gradients go
-     * to bucket slots and are reduced into the owners' own_grads as each
-     * bucket's backward ends; stage 3 also keeps only the rank's slice of
-     * the parameters (home) and gathers each layer into a slot for its pass,
-     * stage 2 keeps the layers' compute copy whole (lay_params) */
-    int store, s3;
-    int poff;               /* offload_param: the home is the host's kept fp32 slice ("params", pinned) */
-    size_t params_base;     /* flat index of params[0] (the host parameters the rank keeps) */
-    void *home;             /* compute copy of the rank's slice (own_n, dt); NULL with poff */
-    float *own_grads;       /* the rank's slice of the gradients (own_n), summed over ranks and micro-batches */
-    void *lay_params;       /* stage 2: the layers' compute copy [lay_lo, lay_hi), whole (each layer
-                               gathered when first used after an update) */
-    void *pslot[ZS_MAX];    /* stage 3: a layer's gathered parameters (dt), slot l % nslots for layer l */
-    int slot_layer[ZS_MAX]; /* the layer a slot holds (-1: none) ... */
-    unsigned long slot_ver[ZS_MAX], pver; /* ... gathered at parameter version slot_ver (pver: bumped by each update) */
-    int nslots, depth;      /* parameter slots (stage 2: 2, for the events), and layers gathered ahead */
-    unsigned long *lay_ver; /* stage 2: the version each layer's place in lay_params holds */
-    unsigned long *home_ver; /* pipelined: the version of each unit's part of the home (layers, then the two kept parts) */
-    float *gslot[2];        /* a bucket's gradients of this rank (fp32), slot b % ngs for bucket b */
-    int ngs;                /* 2, or 1 when one bucket holds every layer */
-    float *staging;         /* fp32 chunks of the own part on their way from the host (offload_param, pipelined) */
-    size_t staging_n;
-    void *zmem;             /* the one allocation of the buffers above */
-    size_t zmem_bytes;
-    size_t slot_n, gslot_n; /* elements of a parameter slot (the largest layer) and of a gradient slot */
-    size_t lay_lo, lay_hi;  /* the layers' span: outside it the model keeps the tensors whole */
-    /* gradient buckets: consecutive layers, highest first, as many as fit in
-     * reduce_bucket_size elements (at least one); bucket b is [bk[b][0],
-     * bk[b][1]), its backward starts at layer bk_top[b] and ends at bk_bot[b] */
-    int nbk, *bk_of, *bk_top, *bk_bot;
-    size_t (*bk)[2];
-    /* the collectives' stream: its own with overlap_comm (reductions and
-     * gathers run beside the compute, ordered by the events), else the
-     * model's; prefetch (with overlap_comm; at stage 3 only if
-     * stage3_prefetch_bucket_size > 0): the pass's next layer is gathered
-     * while this one computes */
-    cudaStream_t cs;
-    zf_gk *gk_cs;           /* conversions on cs */
-    int overlap, prefetch;
-    cudaEvent_t ev_join, ev_gready[2], ev_gfree[2], ev_pfree[ZS_MAX], ev_pready[ZS_MAX];
-    int events_made;
-    /* phase events */
-    ev_pair ev[EV_MAX];
-    int nev_made, nev_used, open;
-    ev_pair *comm_ev;       /* pairs around the collectives on cs, folded once per step */
-    int ncomm_made, ncomm_used;
-    zf_phase_times acc; /* folded pairs not yet reported */
-} cuda_impl;
-
-#define CKE(call)                                                                                              \
-    do {                                                                                                       \
-        cudaError_t e_ = (call);                                                                               \
-        if (e_ != cudaSuccess) return zf_err_set(err, "backend_cuda: %s: %s", #call, cudaGetErrorString(e_)); \
-    } while (0)
 
 /* ---------------------------------------------------------------- timing */
 
@@ -196,34 +87,6 @@ static void ph_end(cuda_impl *c)
     cudaGetLastError();
 }
 
-/* The collectives' time: a pair of events on cs around each (best effort:
- * -1, nothing recorded, when the step's pairs are used up). */
-static int comm_begin(cuda_impl *c)
-{
-    if (!c->comm_ev && !(c->comm_ev = (ev_pair *)calloc(COMM_EV_MAX, sizeof *c->comm_ev))) return -1;
-    if (c->ncomm_used == COMM_EV_MAX) return -1;
-    ev_pair *p = &c->comm_ev[c->ncomm_used];
-    if (c->ncomm_used == c->ncomm_made) {
-        if (cudaEventCreate(&p->a) != cudaSuccess || cudaEventCreate(&p->b) != cudaSuccess) {
-            cudaGetLastError();
-            return -1;
-        }
-        c->ncomm_made++;
-    }
-    if (cudaEventRecord(p->a, c->cs) != cudaSuccess) {
-        cudaGetLastError();
-        return -1;
-    }
-    return c->ncomm_used;
-}
-
-static void comm_end(cuda_impl *c, int i)
-{
-    if (i < 0) return;
-    if (cudaEventRecord(c->comm_ev[i].b, c->cs) == cudaSuccess) c->ncomm_used = i + 1;
-    cudaGetLastError();
-}
-
 static void cu_phase_times(zf_backend *b, zf_phase_times *t)
 {
     cuda_impl *c = (cuda_impl *)b->impl;
@@ -233,14 +96,7 @@ static void cu_phase_times(zf_backend *b, zf_phase_times *t)
     t->optimizer_s += c->acc.optimizer_s;
     t->transfer_s += c->acc.transfer_s;
     memset(&c->acc, 0, sizeof c->acc);
-    if (c->ncomm_used && cudaEventSynchronize(c->comm_ev[c->ncomm_used - 1].b) == cudaSuccess) {
-        for (int i = 0; i < c->ncomm_used; i++) {
-            float ms = 0;
-            if (cudaEventElapsedTime(&ms, c->comm_ev[i].a, c->comm_ev[i].b) == cudaSuccess) t->comm_s += ms * 1e-3;
-        }
-    }
-    cudaGetLastError();
-    c->ncomm_used = 0;
+    t->comm_s += zs_comm_fold(c);
 }
 
 /* ----------------------------------------------------------- the model */
@@ -301,97 +157,6 @@ static int cu_grads_to_host(zf_backend *b, zf_err *err)
     return rc;
 }
 
-/* ------------------------------------------------ the collectives' stream */
-
-/* cs waits for everything queued on the model's stream so far. */
-static int comm_after_model(cuda_impl *c, zf_err *err)
-{
-    cudaStream_t s = zf_gpt2c_stream(c->model);
-    if (c->cs == s) return 0;
-    CKE(cudaEventRecord(c->ev_join, s));
-    CKE(cudaStreamWaitEvent(c->cs, c->ev_join, 0));
-    return 0;
-}
-
-/* The model's stream waits for everything queued on cs so far. */
-static int model_after_comm(cuda_impl *c, zf_err *err)
-{
-    cudaStream_t s = zf_gpt2c_stream(c->model);
-    if (c->cs == s) return 0;
-    CKE(cudaEventRecord(c->ev_join, c->cs));
-    CKE(cudaStreamWaitEvent(s, c->ev_join, 0));
-    return 0;
-}
-
-/* ----------------------------------------------------- the layer store */
-
-/* The rank's part of [lo, hi) from the host's fp32 copy into a device
- * buffer of type dt whose element 0 is flat element origin, through the
- * staging buffer in chunks of its size, on cs.  The host copy: offloadd's
- * master once its update has passed the part (pipelined: up_ready), else
- * "params", which it wrote; both hold the rank's slice (the shard). */
-static int own_part_up(cuda_impl *c, void *dst, size_t origin, size_t lo, size_t hi, zf_err *err)
-{
-    size_t a, part_n;
-    zf_comm_part(c->total, c->comm->size, c->comm->rank, lo, hi - lo, &a, &part_n);
-    if (!part_n) return 0;
-    const size_t e = a + part_n;
-    if (c->up_ready && c->up_ready(c->up_ctx, e - c->own_off) != 0)
-        return zf_err_set(err, "backend_cuda: waiting for offloadd's update of [%zu, %zu)", a, e);
-    const float *src = c->up_src ? c->up_src : c->params + (c->own_off - c->params_base);
-    for (size_t k = a; k < e; k += c->staging_n) {
-        const size_t n = e - k < c->staging_n ? e - k : c->staging_n;
-        CKE(cudaMemcpyAsync(c->staging, src + (k - c->own_off), n * sizeof(float), cudaMemcpyHostToDevice, c->cs));
-        if (zf_gk_convert(c->gk_cs, (char *)dst + (k - origin) * zf_gpu_dtype_size(c->dt), c->dt, c->staging, ZF_GPU_F32,
-                          n))
-            return zf_err_set(err, "backend_cuda: parameters from the host: %s", zf_gk_error(c->gk_cs));
-    }
-    return 0;
-}
-
-/* Unit u's range [lo, hi) (u < L: layer u; L: the embeddings, L + 1: ln_f)
- * gathered into dst (holding the range) on cs: every rank's part from its
- * device home or, with offload_param, from its host slice.  Pipelined
- * offload with a device home: the home's part of the unit is first
- * refreshed from offloadd's master, once per update (home_ver). */
-static int gather_unit(cuda_impl *c, int u, void *dst, size_t lo, size_t hi, zf_err *err)
-{
-    const int t = comm_begin(c);
-    int rc = 0;
-    if (c->poff) {
-        rc = own_part_up(c, dst, lo, lo, hi, err);
-    } else if (c->up_ready && c->home_ver[u] != c->pver) {
-        rc = own_part_up(c, c->home, c->own_off, lo, hi, err);
-        if (!rc) c->home_ver[u] = c->pver;
-    }
-    if (!rc) rc = zf_nccl_gather_range(c->nccl, dst, lo, hi, c->poff ? NULL : c->home, c->dt, c->cs, err);
-    comm_end(c, t);
-    return rc;
-}
-
-/* Part 0 (the embeddings, [0, lay_lo)) or 1 (ln_f, [lay_hi, total)) of
- * what the model keeps whole: its flat range, and where it starts in the
- * model's flat buffers (the second follows the first there). */
-static void kept_part(const cuda_impl *c, int part, size_t *lo, size_t *hi, size_t *at)
-{
-    *lo = part ? c->lay_hi : 0;
-    *hi = part ? c->total : c->lay_lo;
-    *at = part ? c->lay_lo : 0;
-}
-
-/* One kept part gathered into the model on cs, cs ordered after the
- * model's work so far and the model after it. */
-static int gather_kept(cuda_impl *c, int part, zf_err *err)
-{
-    size_t lo, hi, at;
-    kept_part(c, part, &lo, &hi, &at);
-    char *p = (char *)zf_gpt2c_params_dev(c->model) + at * zf_gpu_dtype_size(c->dt);
-    const int L = zf_gpt2c_get_config(c->model)->n_layer;
-    if (comm_after_model(c, err) != 0 || gather_unit(c, L + part, p, lo, hi, err) != 0) return -1;
-    c->kept_stale[part] = 0;
-    return model_after_comm(c, err);
-}
-
 /* After the shards were updated: stage 1 gathers every rank's slice of
  * the compute copy into every rank's; stages 2-3 only what the model keeps
  * whole, the layers when they are used (cs is ordered after the update
@@ -402,106 +167,17 @@ static int gather_compute_copy(cuda_impl *c, zf_err *err)
     ph_begin(c, PH_XFER);
     int rc;
     if (c->store) {
-        rc = gather_kept(c, 0, err);
-        if (!rc) rc = gather_kept(c, 1, err);
+        rc = zs_gather_kept(c, 0, err);
+        if (!rc) rc = zs_gather_kept(c, 1, err);
     } else {
-        rc = comm_after_model(c, err);
-        const int t = comm_begin(c);
+        rc = zs_comm_after_model(c, err);
+        const int t = zs_comm_begin(c);
         if (!rc) rc = zf_nccl_allgather(c->nccl, zf_gpt2c_params_dev(c->model), c->dt, c->cs, err);
-        comm_end(c, t);
-        if (!rc) rc = model_after_comm(c, err);
+        zs_comm_end(c, t);
+        if (!rc) rc = zs_model_after_comm(c, err);
     }
     ph_end(c);
     return rc;
-}
-
-/* Layer l's parameters for a pass, on cs unless current: stage 3 into its
- * slot (l % nslots), after the slot's last reader; stage 2 into its place
- * in the whole copy, once per update.  Without prefetch the gather also
- * waits for all the model's work so far.  The model waits for
- * ev_pready[l % nslots]. */
-static int layer_gather(cuda_impl *c, int l, zf_err *err)
-{
-    const int k = l % c->nslots;
-    if (c->s3 ? c->slot_layer[k] == l && c->slot_ver[k] == c->pver : c->lay_ver[l] == c->pver) return 0;
-    size_t lo, hi;
-    zf_gpt2c_layer_range(c->model, l, &lo, &hi);
-    void *dst = c->s3 ? c->pslot[k] : (char *)c->lay_params + (lo - c->lay_lo) * zf_gpu_dtype_size(c->dt);
-    if (c->s3) {
-        c->slot_layer[k] = -1;
-        CKE(cudaStreamWaitEvent(c->cs, c->ev_pfree[k], 0));
-    }
-    if (!c->prefetch && comm_after_model(c, err) != 0) return -1;
-    if (gather_unit(c, l, dst, lo, hi, err) != 0) return -1;
-    CKE(cudaEventRecord(c->ev_pready[k], c->cs));
-    if (c->s3) {
-        c->slot_layer[k] = l;
-        c->slot_ver[k] = c->pver;
-    } else {
-        c->lay_ver[l] = c->pver;
-    }
-    return 0;
-}
-
-/* The layer store (gpt2_cuda.cuh).  fetch: the layer's parameters (gathered
- * if not current, waited for) and, in backward, the layer's place in its
- * bucket's gradient slot, zeroed when the bucket starts (after the slot's
- * previous reduction). */
-static int store_fetch(void *ctx, int l, int phase, void **params, float **grads, zf_err *err)
-{
-    cuda_impl *c = (cuda_impl *)ctx;
-    size_t lo, hi;
-    zf_gpt2c_layer_range(c->model, l, &lo, &hi);
-    cudaStream_t s = zf_gpt2c_stream(c->model);
-    if (layer_gather(c, l, err) != 0) return -1;
-    CKE(cudaStreamWaitEvent(s, c->ev_pready[l % c->nslots], 0));
-    *params = c->s3 ? c->pslot[l % c->nslots] : (char *)c->lay_params + (lo - c->lay_lo) * zf_gpu_dtype_size(c->dt);
-    if (phase == 1) {
-        const int b = c->bk_of[l], k = b % c->ngs;
-        if (l == c->bk_top[b]) {
-            CKE(cudaStreamWaitEvent(s, c->ev_gfree[k], 0));
-            CKE(cudaMemsetAsync(c->gslot[k], 0, (c->bk[b][1] - c->bk[b][0]) * sizeof(float), s));
-        }
-        *grads = c->gslot[k] + (lo - c->bk[b][0]);
-    }
-    return 0;
-}
-
-/* done: the slot's reader is queued; with prefetch the pass's next depth
- * layers are gathered now (those not yet there: the farthest goes into the
- * slot the layer before this one freed), ahead of the bucket's reduction on
- * cs, so that the next layers' compute does not wait behind it; a bucket
- * whose backward is complete is reduced into the owners on cs. */
-static int store_done(void *ctx, int l, int phase, zf_err *err)
-{
-    cuda_impl *c = (cuda_impl *)ctx;
-    cudaStream_t s = zf_gpt2c_stream(c->model);
-    if (c->s3) CKE(cudaEventRecord(c->ev_pfree[l % c->nslots], s));
-    const int L = zf_gpt2c_get_config(c->model)->n_layer;
-    for (int j = 1; c->prefetch && j <= c->depth; j++) {
-        const int next = phase == 0 ? l + j : l - j;
-        if (next < 0 || next >= L) break;
-        if (layer_gather(c, next, err) != 0) return -1;
-    }
-    if (phase == 0) return 0;
-    const int b = c->bk_of[l], k = b % c->ngs;
-    if (l != c->bk_bot[b]) return 0;
-    CKE(cudaEventRecord(c->ev_gready[k], s));
-    CKE(cudaStreamWaitEvent(c->cs, c->ev_gready[k], 0));
-    const int t = comm_begin(c);
-    const int rc = zf_nccl_reduce_range_add(c->nccl, c->gslot[k], c->bk[b][0], c->bk[b][1], c->own_grads, c->cs, err);
-    comm_end(c, t);
-    if (rc != 0) return -1;
-    CKE(cudaEventRecord(c->ev_gfree[k], c->cs));
-    return 0;
-}
-
-/* The forward is about to read the embeddings (part 0) or ln_f (1): after a
- * pipelined update they are gathered here, as the update passes them. */
-static int store_kept(void *ctx, int part, zf_err *err)
-{
-    cuda_impl *c = (cuda_impl *)ctx;
-    return c->kept_stale[part] ? gather_kept(c, part, err) : 0;
 }
 
 static int cu_params_from_host(zf_backend *b, zf_err *err)
@@ -542,20 +218,20 @@ static int cu_zero_grad_stats(zf_backend *b, int *overflow, double *sumsq, zf_er
     cuda_impl *c = (cuda_impl *)b->impl;
     float *g = zf_gpt2c_grads_dev(c->model);
     ph_begin(c, PH_XFER);
-    int rc = comm_after_model(c, err);
-    const int t = comm_begin(c);
+    int rc = zs_comm_after_model(c, err);
+    const int t = zs_comm_begin(c);
     if (rc) {
     } else if (c->store) { /* the layers are in own_grads already; the embeddings' and ln_f's join them */
         for (int part = 0; part < 2 && !rc; part++) {
             size_t lo, hi, at;
-            kept_part(c, part, &lo, &hi, &at);
+            zs_kept_part(c, part, &lo, &hi, &at);
             rc = zf_nccl_reduce_range_add(c->nccl, g + at, lo, hi, c->own_grads, c->cs, err);
         }
     } else {
         rc = c->stage == 0 ? zf_nccl_allreduce(c->nccl, g, c->cs, err) : zf_nccl_reduce_scatter(c->nccl, g, c->cs, err);
     }
-    comm_end(c, t);
-    if (!rc) rc = model_after_comm(c, err);
+    zs_comm_end(c, t);
+    if (!rc) rc = zs_model_after_comm(c, err);
     ph_end(c);
     if (rc) return -1;
     double ss = 0.0;
@@ -653,7 +329,7 @@ static int cu_upload_params_next(zf_backend *b, const float *src, int (*ready)(v
     if (c->store) { /* the layers are gathered as they are used: each waits for its part of the shard */
         if (!src) return zf_err_set(err, "backend_cuda: pipelined upload: expected offloadd's master shard");
         /* the gathers of the next forward come after this step's readers */
-        if (comm_after_model(c, err) != 0) return -1;
+        if (zs_comm_after_model(c, err) != 0) return -1;
         c->up_ready = ready;
         c->up_ctx = ctx;
         c->kept_stale[0] = c->kept_stale[1] = 1;
@@ -717,9 +393,9 @@ static int cu_params_to_host(zf_backend *b, zf_err *err)
     int rc = 0;
     cudaError_t e = cudaMemcpyAsync(all + c->opt_off, c->master, c->opt_n * sizeof(float), cudaMemcpyDeviceToDevice, s);
     if (e != cudaSuccess) rc = zf_err_set(err, "backend_cuda: params_to_host: %s", cudaGetErrorString(e));
-    if (!rc) rc = comm_after_model(c, err);
+    if (!rc) rc = zs_comm_after_model(c, err);
     if (!rc) rc = zf_nccl_allgather(c->nccl, all, ZF_GPU_F32, c->cs, err);
-    if (!rc) rc = model_after_comm(c, err);
+    if (!rc) rc = zs_model_after_comm(c, err);
     if (!rc && (e = cudaMemcpyAsync(c->params, all, c->bytes, cudaMemcpyDeviceToHost, s)) == cudaSuccess)
         e = cudaStreamSynchronize(s);
     if (!rc && e != cudaSuccess) rc = zf_err_set(err, "backend_cuda: params_to_host: %s", cudaGetErrorString(e));
@@ -791,123 +467,6 @@ static int opt_init(cuda_impl *c, const zf_backend_spec *s, zf_err *err)
     return 0;
 }
 
-/* The collectives' stream and the events that order it with the model's. */
-static int comm_setup(cuda_impl *c, const zf_zero_options *zo, zf_err *err)
-{
-    c->overlap = zo && zo->overlap_comm;
-    /* stage 2 gathers each layer once after an update, stage 3 for each pass */
-    c->prefetch = c->overlap && (!c->s3 || zo->prefetch_bucket_size > 0);
-    cudaEvent_t *ev[5 + 2 * ZS_MAX] = {&c->ev_join, &c->ev_gready[0], &c->ev_gready[1], &c->ev_gfree[0], &c->ev_gfree[1]};
-    for (int i = 0; i < ZS_MAX; i++) {
-        ev[5 + 2 * i] = &c->ev_pfree[i];
-        ev[6 + 2 * i] = &c->ev_pready[i];
-    }
-    for (; c->events_made < 5 + 2 * ZS_MAX; c->events_made++)
-        CKE(cudaEventCreateWithFlags(ev[c->events_made], cudaEventDisableTiming));
-    c->cs = zf_gpt2c_stream(c->model);
-    c->gk_cs = zf_gpt2c_gk(c->model);
-    if (!c->overlap) return 0;
-    c->cs = NULL;
-    c->gk_cs = NULL;
-    CKE(cudaStreamCreateWithFlags(&c->cs, cudaStreamNonBlocking));
-    if (!(c->gk_cs = zf_gk_create(c->cs, NULL, 0, err))) return -1;
-    return 0;
-}
-
-/* Gradient buckets over the layers, from the highest (the backward's
- * order): a bucket takes the next layer while its span stays within
- * reduce_bucket_size elements (0: no bound), and always one. */
-static int make_buckets(cuda_impl *c, const zf_zero_options *zo, zf_err *err)
-{
-    const int L = zf_gpt2c_get_config(c->model)->n_layer;
-    const size_t cap = zo && zo->reduce_bucket_size ? zo->reduce_bucket_size : (size_t)-1;
-    c->bk_of = (int *)malloc((size_t)L * 3 * sizeof(int));
-    c->bk = (size_t(*)[2])malloc((size_t)L * sizeof *c->bk);
-    if (!c->bk_of || !c->bk) return zf_err_set(err, "backend_cuda: out of host memory");
-    c->bk_top = c->bk_of + L;
-    c->bk_bot = c->bk_top + L;
-    int b = -1;
-    c->gslot_n = 0;
-    for (int l = L - 1; l >= 0; l--) {
-        size_t lo, hi;
-        zf_gpt2c_layer_range(c->model, l, &lo, &hi);
-        if (b < 0 || c->bk[b][1] - lo > cap) {
-            b++;
-            c->bk[b][1] = hi;
-            c->bk_top[b] = l;
-        }
-        c->bk[b][0] = lo;
-        c->bk_bot[b] = l;
-        c->bk_of[l] = b;
-        if (c->bk[b][1] - lo > c->gslot_n) c->gslot_n = c->bk[b][1] - lo;
-    }
-    c->nbk = b + 1;
-    c->ngs = c->nbk > 1 ? 2 : 1; /* one bucket: its reduction overlaps the next forward only */
-    return 0;
-}
-
-/* Stages 2-3: the buckets and one allocation for the home, own_grads, the
- * layers' whole copy (stage 2) or two layer slots (stage 3), the gradient
- * slots and the staging buffer (parameters from the host). */
-static int store_alloc(cuda_impl *c, const zf_zero_options *zo, zf_err *err)
-{
-    const zf_gpt2_config *cfg = zf_gpt2c_get_config(c->model);
-    const size_t es = zf_gpu_dtype_size(c->dt);
-    size_t slot = 0;
-    for (int l = 0; l < cfg->n_layer; l++) {
-        size_t lo, hi;
-        zf_gpt2c_layer_range(c->model, l, &lo, &hi);
-        if (hi - lo > slot) slot = hi - lo;
-    }
-    zf_gpt2c_layers_span(c->model, &c->lay_lo, &c->lay_hi);
-    c->slot_n = slot;
-    /* stage 3 gathers up to stage3_prefetch_bucket_size elements ahead (at
-     * least one layer, within stage3_max_live_parameters with the layer in
-     * use, and ZS_MAX slots); stage 2 the next layer */
-    c->nslots = 2;
-    c->depth = c->prefetch ? 1 : 0;
-    if (c->s3 && c->prefetch) {
-        size_t d = (zo->prefetch_bucket_size + slot - 1) / slot;
-        if (zo->max_live_parameters && zo->max_live_parameters / slot - 1 < d) d = zo->max_live_parameters / slot - 1;
-        if (d > (size_t)(ZS_MAX - 1)) d = ZS_MAX - 1;
-        if (d > (size_t)(cfg->n_layer - 1)) d = (size_t)(cfg->n_layer - 1);
-        c->depth = d < 1 ? 1 : (int)d;
-        c->nslots = c->depth + 1;
-    }
-    for (int k = 0; k < ZS_MAX; k++) c->slot_layer[k] = -1;
-    if (make_buckets(c, zo, err) != 0) return -1;
-    c->lay_ver = (unsigned long *)calloc((size_t)cfg->n_layer + 2, sizeof *c->lay_ver);
-    c->home_ver = (unsigned long *)calloc((size_t)cfg->n_layer + 2, sizeof *c->home_ver);
-    if (!c->lay_ver || !c->home_ver) return zf_err_set(err, "backend_cuda: out of host memory");
-    c->staging_n = slot < ((size_t)1 << 22) ? slot : ((size_t)1 << 22);
-    const size_t a = 256;
-#define RUP(x) (((x) + a - 1) / a * a)
-    const size_t home_b = c->poff ? 0 : RUP(c->own_n * es), og_b = RUP(c->own_n * 4),
-                 lay_b = c->s3 ? 0 : RUP((c->lay_hi - c->lay_lo) * es), ps_b = c->s3 ? RUP(slot * es) : 0,
-                 gs_b = RUP(c->gslot_n * 4), st_b = RUP(c->staging_n * 4);
-#undef RUP
-    c->zmem_bytes = home_b + og_b + lay_b + (size_t)c->nslots * ps_b + (size_t)c->ngs * gs_b + st_b;
-    cudaError_t e = cudaMalloc(&c->zmem, c->zmem_bytes);
-    if (e != cudaSuccess)
-        return zf_err_set(err, "backend_cuda: ZeRO stage %d buffers: %zu bytes of device memory: %s", c->stage,
-                          c->zmem_bytes, cudaGetErrorString(e));
-    char *p = (char *)c->zmem;
-    c->home = c->poff ? NULL : p;
-    p += home_b;
-    c->own_grads = (float *)p;
-    p += og_b;
-    c->lay_params = c->s3 ? NULL : p;
-    p += lay_b;
-    for (int k = 0; k < c->nslots; k++) c->pslot[k] = c->s3 ? p + (size_t)k * ps_b : NULL;
-    p += (size_t)c->nslots * ps_b;
-    c->gslot[0] = (float *)p;
-    c->gslot[1] = c->ngs > 1 ? (float *)(p + gs_b) : NULL;
-    p += (size_t)c->ngs * gs_b;
-    c->staging = (float *)p;
-    CKE(cudaMemset(c->zmem, 0, c->zmem_bytes));
-    return 0;
-}
-
 /* The rank's device bytes by kind, next to ZeRO's accounting at the compute
  * type's size K for parameters and gradients (K Psi + K Psi + 12 Psi, each
  * part over N where the stage partitions it, less what is offloaded).  The
@@ -953,26 +512,9 @@ static void cu_free(zf_backend *b)
         cudaEventDestroy(c->ev[i].a);
         cudaEventDestroy(c->ev[i].b);
     }
-    for (int i = 0; i < c->ncomm_made; i++) {
-        cudaEventDestroy(c->comm_ev[i].a);
-        cudaEventDestroy(c->comm_ev[i].b);
-    }
-    free(c->comm_ev);
     if (c->master) cudaFree(c->master);
     free(c->rows);
-    if (c->zmem) cudaFree(c->zmem);
-    free(c->bk_of);
-    free(c->bk);
-    free(c->lay_ver);
-    free(c->home_ver);
-    cudaEvent_t zev[5 + 2 * ZS_MAX] = {c->ev_join, c->ev_gready[0], c->ev_gready[1], c->ev_gfree[0], c->ev_gfree[1]};
-    for (int i = 0; i < ZS_MAX; i++) {
-        zev[5 + 2 * i] = c->ev_pfree[i];
-        zev[6 + 2 * i] = c->ev_pready[i];
-    }
-    for (int i = 0; i < c->events_made; i++) cudaEventDestroy(zev[i]);
-    if (c->overlap && c->gk_cs) zf_gk_free(c->gk_cs); /* overlap_comm: cs and gk_cs are this file's */
-    if (c->overlap && c->cs) cudaStreamDestroy(c->cs);
+    zs_free(c);
     zf_nccl_free(c->nccl);
     if (c->params_pinned) cudaHostUnregister(c->params);
     if (c->grads_pinned) cudaHostUnregister(c->grads);
@@ -1064,10 +606,10 @@ extern "C" zf_backend *zf_backend_cuda_create(const zf_backend_spec *s, int *no_
             return NULL;
         }
     }
-    const zf_gpt2c_layer_store store = {c, store_fetch, store_done, store_kept};
+    const zf_gpt2c_layer_store store = zs_layer_store(c);
     const zf_gpt2c_options mo = {s->act_checkpointing, capacity, c->store ? &store : NULL};
     c->model = zf_gpt2c_create_ex(s->cfg, s->table, dt, s->max_B, s->max_T, &mo, err);
-    if (!c->model || (ranks && comm_setup(c, s->zopts, err) != 0) || (c->store && store_alloc(c, s->zopts, err) != 0)) {
+    if (!c->model || (ranks && zs_comm_setup(c, s->zopts, err) != 0) || (c->store && zs_alloc(c, s->zopts, err) != 0)) {
         fit_hint(err);
         cu_free(b);
         return NULL;

@@ -121,8 +121,9 @@ typedef struct zf_backend_spec {
      * rank's compute copy (stage 3: the layers' slices are gathered into
      * the layer being computed, one at a time, and its gradients reduced
      * into their owners as its backward ends; stage 2 reduces the layers'
-     * gradients likewise, in buckets, during each backward).  comm: the host engine (MPI)
-     * that NCCL's id travels on and the scalars are combined with; zplan:
+     * gradients likewise, in buckets, during each backward).  comm: the
+     * host engine (MPI) that NCCL's id travels on and the scalars are
+     * combined with; zplan:
      * the rank's plan; params_kept / grads_kept: the host parameters and
      * gradients the rank keeps, zplan->params_numel floats from
      * zplan->params_base and zplan->grads_numel from zplan->grads_base

@@ -262,28 +262,28 @@ void zf_comm_finalize(zf_comm *c)
 
 /* ----------------------------------------------------------- scalars */
 
-int zf_comm_allreduce_sum_f64(zf_comm *c, double *v, int n, zf_err *err)
+static int allreduce_sum_f64_untimed(zf_comm *c, double *v, int n, zf_err *err)
 {
     if (!c->mpi) return 0;
     int rc = MPI_Allreduce(MPI_IN_PLACE, v, n, MPI_DOUBLE, MPI_SUM, world(c));
     return rc == MPI_SUCCESS ? 0 : mpi_fail(err, "MPI_Allreduce(sum of doubles)", rc);
 }
 
-int zf_comm_allreduce_max_int(zf_comm *c, int *v, int n, zf_err *err)
+static int allreduce_max_int_untimed(zf_comm *c, int *v, int n, zf_err *err)
 {
     if (!c->mpi) return 0;
     int rc = MPI_Allreduce(MPI_IN_PLACE, v, n, MPI_INT, MPI_MAX, world(c));
     return rc == MPI_SUCCESS ? 0 : mpi_fail(err, "MPI_Allreduce(max of ints)", rc);
 }
 
-int zf_comm_barrier(zf_comm *c, zf_err *err)
+static int barrier_untimed(zf_comm *c, zf_err *err)
 {
     if (!c->mpi) return 0;
     int rc = MPI_Barrier(world(c));
     return rc == MPI_SUCCESS ? 0 : mpi_fail(err, "MPI_Barrier", rc);
 }
 
-int zf_comm_bcast(zf_comm *c, void *buf, size_t bytes, int root, zf_err *err)
+static int bcast_untimed(zf_comm *c, void *buf, size_t bytes, int root, zf_err *err)
 {
     if (!c->mpi) return 0;
     if (root < 0 || root >= c->size) return zf_err_set(err, "comm: bcast root: expected 0..%d, got %d", c->size - 1, root);
@@ -298,26 +298,26 @@ int zf_comm_bcast(zf_comm *c, void *buf, size_t bytes, int root, zf_err *err)
 
 /* ------------------------------------------------------------ ranges */
 
-int zf_comm_allreduce_sum(zf_comm *c, float *buf, size_t n, zf_comm_req *req, zf_err *err)
+static int allreduce_sum_untimed(zf_comm *c, float *buf, size_t n, zf_comm_req *req, zf_err *err)
 {
     if (req) memset(req, 0, sizeof *req);
     return c->ops->allreduce_sum(c, buf, n, req, err);
 }
 
-int zf_comm_reduce_scatter(zf_comm *c, const float *full, size_t off, size_t n, float *out, zf_comm_req *req,
-                           zf_err *err)
+static int reduce_scatter_untimed(zf_comm *c, const float *full, size_t off, size_t n, float *out, zf_comm_req *req,
+                                  zf_err *err)
 {
     if (req) memset(req, 0, sizeof *req);
     return c->ops->reduce_scatter(c, full, off, n, out, req, err);
 }
 
-int zf_comm_allgather(zf_comm *c, float *full, size_t off, size_t n, const float *own, zf_comm_req *req, zf_err *err)
+static int allgather_untimed(zf_comm *c, float *full, size_t off, size_t n, const float *own, zf_comm_req *req, zf_err *err)
 {
     if (req) memset(req, 0, sizeof *req);
     return c->ops->allgather(c, full, off, n, own, req, err);
 }
 
-int zf_comm_wait(zf_comm *c, zf_comm_req *req, zf_err *err)
+static int wait_untimed(zf_comm *c, zf_comm_req *req, zf_err *err)
 {
     (void)c;
     if (!req || !req->active) return 0;
@@ -326,7 +326,7 @@ int zf_comm_wait(zf_comm *c, zf_comm_req *req, zf_err *err)
     return rc == MPI_SUCCESS ? 0 : mpi_fail(err, "MPI_Wait", rc);
 }
 
-int zf_comm_test(zf_comm *c, zf_comm_req *req, zf_err *err)
+static int test_untimed(zf_comm *c, zf_comm_req *req, zf_err *err)
 {
     (void)c;
     if (!req || !req->active) return 1;
@@ -339,3 +339,44 @@ int zf_comm_test(zf_comm *c, zf_comm_req *req, zf_err *err)
     if (flag) req_done(req);
     return flag;
 }
+
+/* ------------------------------------------ the public calls, timed */
+
+/* The call's wall time added to c->busy_s under MPI (a world of one
+ * communicates nothing), its result returned. */
+#define TIMED(c, call)                          \
+    do {                                        \
+        if (!(c)->mpi) return (call);           \
+        const double t0_ = zf_now();            \
+        const int rc_ = (call);                 \
+        (c)->busy_s += zf_now() - t0_;          \
+        return rc_;                             \
+    } while (0)
+
+int zf_comm_allreduce_sum_f64(zf_comm *c, double *v, int n, zf_err *err)
+{ TIMED(c, allreduce_sum_f64_untimed(c, v, n, err)); }
+
+int zf_comm_allreduce_max_int(zf_comm *c, int *v, int n, zf_err *err)
+{ TIMED(c, allreduce_max_int_untimed(c, v, n, err)); }
+
+int zf_comm_barrier(zf_comm *c, zf_err *err)
+{ TIMED(c, barrier_untimed(c, err)); }
+
+int zf_comm_bcast(zf_comm *c, void *buf, size_t bytes, int root, zf_err *err)
+{ TIMED(c, bcast_untimed(c, buf, bytes, root, err)); }
+
+int zf_comm_allreduce_sum(zf_comm *c, float *buf, size_t n, zf_comm_req *req, zf_err *err)
+{ TIMED(c, allreduce_sum_untimed(c, buf, n, req, err)); }
+
+int zf_comm_reduce_scatter(zf_comm *c, const float *full, size_t off, size_t n, float *out, zf_comm_req *req,
+                           zf_err *err)
+{ TIMED(c, reduce_scatter_untimed(c, full, off, n, out, req, err)); }
+
+int zf_comm_allgather(zf_comm *c, float *full, size_t off, size_t n, const float *own, zf_comm_req *req, zf_err *err)
+{ TIMED(c, allgather_untimed(c, full, off, n, own, req, err)); }
+
+int zf_comm_wait(zf_comm *c, zf_comm_req *req, zf_err *err)
+{ TIMED(c, wait_untimed(c, req, err)); }
+
+int zf_comm_test(zf_comm *c, zf_comm_req *req, zf_err *err)
+{ TIMED(c, test_untimed(c, req, err)); }

@@ -64,6 +64,8 @@ struct zf_comm {
     const zf_comm_ops *ops;
     void *impl;
     long bytes_sent;           /* float-range payload this rank contributed, for the logs */
+    double busy_s;             /* seconds inside the calls below under MPI (issuing, waiting,
+                                  testing): the time in communication a step reports */
 };
 
 /* From the launcher's environment; world 1 without one.  A launcher that

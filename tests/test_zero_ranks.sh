@@ -152,6 +152,17 @@ for n in 1 2 3; do
   done
 done
 
+# time in communication (metrics comm_s): MPI's for ranks, none for one rank
+zf_py - "$work" <<'PY' || fail "comm_s: the time in communication is not reported as expected"
+import sys
+from zf_testlib import step_rows
+def comm(run):
+    return [r.get("comm_s") for r in step_rows(f"{sys.argv[1]}/{run}").values()]
+for run in ("w2s2", "w3s3"):
+    assert comm(run) and all(c is not None and c > 0 for c in comm(run)), (run, comm(run))
+assert all(c == 0 for c in comm("ref1")), comm("ref1")
+PY
+
 # wider worlds (the scale of issue #7's 4- and 8-GPU runs, on CPU ranks):
 # stages 2 and 3 with 4 and 8 ranks equal one rank too
 for n in 4 8; do

@@ -29,10 +29,11 @@ extern "C" {
 #include "log.h"
 #include "model.h" /* a C header without extern "C" of its own */
 
-/* Seconds per phase of one optimizer step.  comm_s: GPU time of ZeRO's
- * collectives on the device (reductions, gathers and the host copies that
- * feed them); they run inside or beside the other phases, so it is not
- * part of their sum. */
+/* Seconds per phase of one optimizer step.  comm_s: time in ZeRO's
+ * communication: on GPU ranks the GPU time of the collectives on the device
+ * (reductions, gathers and the host copies that feed them), on CPU ranks
+ * the time inside the host engine's calls (lib/comm.h); it overlaps the
+ * other phases, so it is not part of their sum. */
 typedef struct zf_phase_times {
     double forward_s, backward_s, optimizer_s, transfer_s, comm_s;
 } zf_phase_times;

@@ -964,8 +964,12 @@ int zf_train_main(const zf_options *o, zf_backend_factory gpu)
         t.data_wait = 0;
         double lr = 0;
         int skipped = 0;
+        const double comm0 = t.comm.busy_s;
         double loss = train_step(&t, &lr, &skipped);
         if (zf_zero_mean(t.zero, &loss, 1, &err) != 0) zf_die("%s", err.msg); /* the mean over ranks */
+        /* time in communication: CPU ranks' in the host engine (GPU ranks
+         * report their device collectives through phase_times) */
+        if (!t.gpu_zero) t.phase.comm_s += t.comm.busy_s - comm0;
         t.step++;
         double dt = zf_now() - t0;
         avg_step = t.step - first_step == 1 ? dt : 0.9 * avg_step + 0.1 * dt;

@@ -35,8 +35,9 @@ typedef struct cuda_impl {
     int params_pinned, grads_pinned;
     const float *up_src; /* pinned source of pipelined uploads (offloadd's master, the shard) */
     int up_pinned;
-    /* stage 3 with offload_param, pipelined: each part of the shard is waited
-     * for (up_ready: offloadd's progress) before it is copied up from up_src */
+    /* offloadd's update pipelined on the store path (stages 2-3): each part
+     * of the shard is waited for (up_ready: offloadd's progress) before it
+     * is copied up from up_src */
     int (*up_ready)(void *ctx, size_t end);
     void *up_ctx;
     int kept_stale[2];   /* the embeddings / ln_f still to gather in the next forward (pipelined update) */
@@ -51,7 +52,8 @@ typedef struct cuda_impl {
     int nrows;
     zf_adamw_hparams hp;
     zf_lr_schedule sched;
-    /* ZeRO over NCCL (GPU ranks of a world > 1); nccl NULL: one rank */
+    /* ZeRO over NCCL (GPU ranks, or one GPU through the ranks' path); nccl
+     * NULL: the plain one-GPU path */
     zf_nccl *nccl;
     zf_comm *comm;
     int stage, rank;
@@ -92,8 +94,8 @@ typedef struct cuda_impl {
     /* the collectives' stream: its own with overlap_comm (reductions and
      * gathers run beside the compute, ordered by the events), else the
      * model's; prefetch (with overlap_comm; at stage 3 only if
-     * stage3_prefetch_bucket_size > 0): the pass's next layer is gathered
-     * while this one computes */
+     * stage3_prefetch_bucket_size > 0): the pass's next depth layers are
+     * gathered while this one computes */
     cudaStream_t cs;
     zf_gk *gk_cs;           /* conversions on cs */
     int overlap, prefetch;

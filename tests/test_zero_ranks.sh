@@ -76,28 +76,9 @@ compare() {
   "$ROOT/bin/ckptd" consolidate "$work/$a" "$work/$a.safetensors" >/dev/null || fail "consolidate $a"
   [ -f "$work/$b.safetensors" ] || "$ROOT/bin/ckptd" consolidate "$work/$b" "$work/$b.safetensors" >/dev/null || fail "consolidate $b"
   zf_py - "$work" "$a" "$b" "$STEPS" <<'PY' || fail "$a differs from $b"
-import json, sys
-from zf_testlib import step_rows
-from safetensors.numpy import load_file
-import numpy as np
-work, a, b, steps = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
-def losses(run):
-    return [(s, r["loss"]) for s, r in sorted(step_rows(f"{work}/{run}").items())]
-la, lb = losses(a), losses(b)
-assert [s for s, _ in la] == list(range(1, steps + 1)), f"{a}: steps logged {[s for s, _ in la]} (only rank 0 writes metrics)"
-assert [s for s, _ in lb] == list(range(1, steps + 1)), f"{b}: steps logged {[s for s, _ in lb]}"
-worst = max(abs(x - y) / abs(y) for (_, x), (_, y) in zip(la, lb))
-assert worst <= 1e-5, f"losses of {a} vs {b}: relative difference {worst:.3g} > 1e-5\n{la}\n{lb}"
-pa, pb = load_file(f"{work}/{a}.safetensors"), load_file(f"{work}/{b}.safetensors")
-assert pa.keys() == pb.keys()
-# relative to the model's largest parameter: the whole flat buffer's inf-norm
-# (attention's key bias gets exactly zero gradient and stays at rounding
-# noise, so a per-tensor or per-element ratio would measure noise)
-x = np.concatenate([pa[k].astype(np.float64).ravel() for k in sorted(pa)])
-y = np.concatenate([pb[k].astype(np.float64).ravel() for k in sorted(pb)])
-wp = np.abs(x - y).max() / np.abs(y).max()
-assert wp <= 1e-5, f"parameters of {a} vs {b}: max difference {wp:.3g} of the largest parameter > 1e-5"
-print(f"{a} vs {b}: losses within {worst:.2g}, parameters within {wp:.2g}")
+import sys
+from zf_testlib import compare_runs
+compare_runs(sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), 1e-5, 1e-5)
 PY
 }
 

@@ -83,26 +83,11 @@ run() { # run NAME CONFIG GPUS MICRO [flags]
   assert_clean "$(run_id_in "$work/$name.out")"
   "$ROOT/bin/ckptd" consolidate "$work/$name" "$work/$name.safetensors" >/dev/null || fail "consolidate $name"
 }
-compare() { # compare A B LOSS_TOL PARAM_TOL
-  "$PY" - "$work" "$@" "$STEPS" <<'PY' || fail "$1 differs from $2"
-import json, sys
-import numpy as np
-from safetensors.numpy import load_file
-work, a, b, lt, pt, steps = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4]), float(sys.argv[5]), int(sys.argv[6])
-def losses(run):
-    rows = [json.loads(l) for l in open(f"{work}/{run}/metrics.jsonl")]
-    return {r["step"]: r["loss"] for r in rows if r.get("event") == "step"}
-la, lb = losses(a), losses(b)
-assert sorted(la) == list(range(1, steps + 1)), f"{a}: steps {sorted(la)}"
-worst = max(abs(la[s] - lb[s]) / abs(lb[s]) for s in la)
-pa, pb = load_file(f"{work}/{a}.safetensors"), load_file(f"{work}/{b}.safetensors")
-assert pa.keys() == pb.keys()
-x = np.concatenate([pa[k].astype(np.float64).ravel() for k in sorted(pa)])
-y = np.concatenate([pb[k].astype(np.float64).ravel() for k in sorted(pb)])
-wp = np.abs(x - y).max() / np.abs(y).max()
-print(f"{a} vs {b}: losses within {worst:.2e} (tolerance {lt:g}), parameters within {wp:.2e} (tolerance {pt:g}); "
-      f"final loss {la[steps]:.4f} vs {lb[steps]:.4f}")
-assert worst <= lt and wp <= pt
+compare() { # compare A B LOSS_TOL PARAM_TOL (zf_testlib.compare_runs)
+  zf_py - "$work" "$@" "$STEPS" <<'PY' || fail "$1 differs from $2"
+import sys
+from zf_testlib import compare_runs
+compare_runs(sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[6]), float(sys.argv[4]), float(sys.argv[5]))
 PY
 }
 

@@ -89,6 +89,33 @@ def rel(a, ref):
     return float(np.max(np.abs(a - ref)) / max(np.max(np.abs(ref)), 1e-30))
 
 
+def compare_runs(work, a, b, steps, loss_tol, param_tol):
+    """Runs A and B (output directories under WORK, their checkpoints
+    consolidated into WORK/A.safetensors and WORK/B.safetensors) logged
+    steps 1..STEPS and agree: every step's loss within LOSS_TOL relative,
+    the final parameters within PARAM_TOL of the model's largest parameter
+    (the whole flat buffer's inf-norm: attention's key bias gets exactly
+    zero gradient and stays at rounding noise, so a per-tensor or
+    per-element ratio would measure noise).  Prints both figures; raises
+    AssertionError otherwise."""
+    from safetensors.numpy import load_file
+    la, lb = step_rows(os.path.join(work, a)), step_rows(os.path.join(work, b))
+    for run, rows in ((a, la), (b, lb)):
+        assert sorted(rows) == list(range(1, steps + 1)), \
+            f"{run}: steps logged {sorted(rows)} (only rank 0 writes metrics)"
+    worst = max(abs(la[s]["loss"] - lb[s]["loss"]) / abs(lb[s]["loss"]) for s in la)
+    pa = load_file(os.path.join(work, a + ".safetensors"))
+    pb = load_file(os.path.join(work, b + ".safetensors"))
+    assert pa.keys() == pb.keys(), f"{a} and {b} hold other tensors"
+    x = np.concatenate([pa[k].astype(np.float64).ravel() for k in sorted(pa)])
+    y = np.concatenate([pb[k].astype(np.float64).ravel() for k in sorted(pb)])
+    wp = np.abs(x - y).max() / np.abs(y).max()
+    print(f"{a} vs {b}: losses within {worst:.2e} (tolerance {loss_tol:g}), parameters within {wp:.2e} "
+          f"(tolerance {param_tol:g}); final loss {la[steps]['loss']:.4f} vs {lb[steps]['loss']:.4f}")
+    assert worst <= loss_tol, f"losses of {a} vs {b}: relative difference {worst:.3g} > {loss_tol:g}"
+    assert wp <= param_tol, f"parameters of {a} vs {b}: max difference {wp:.3g} of the largest parameter > {param_tol:g}"
+
+
 def small_gpt2(seed, gen_seed, ln_std, pdrop=0.0):
     """A float32 GPT2LMHeadModel of sizes V, D, H, L, P in eval mode, built
     after torch.manual_seed(seed), whose every parameter is then redrawn from

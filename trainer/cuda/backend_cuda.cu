@@ -52,31 +52,16 @@ static void add_ms(zf_phase_times *t, int phase, float ms)
 /* Wait for the recorded pairs and add their times to t. */
 static void fold(cuda_impl *c, zf_phase_times *t)
 {
-    if (!c->nev_used) return;
-    if (cudaEventSynchronize(c->ev[c->nev_used - 1].b) == cudaSuccess) {
-        for (int i = 0; i < c->nev_used; i++) {
-            float ms = 0;
-            if (cudaEventElapsedTime(&ms, c->ev[i].a, c->ev[i].b) == cudaSuccess) add_ms(t, c->ev[i].phase, ms);
-        }
-    }
-    cudaGetLastError();
+    if (ev_pairs_wait(c->ev, c->nev_used))
+        for (int i = 0; i < c->nev_used; i++) add_ms(t, c->ev[i].phase, ev_pair_ms(&c->ev[i]));
     c->nev_used = 0;
 }
 
 static void ph_begin(cuda_impl *c, int phase)
 {
     if (c->nev_used == EV_MAX) fold(c, &c->acc);
-    ev_pair *p = &c->ev[c->nev_used];
-    if (c->nev_used == c->nev_made) {
-        if (cudaEventCreate(&p->a) != cudaSuccess || cudaEventCreate(&p->b) != cudaSuccess) {
-            cudaGetLastError();
-            c->open = 0; /* timing is best effort: no pair, no time */
-            return;
-        }
-        c->nev_made++;
-    }
-    p->phase = phase;
-    c->open = cudaEventRecord(p->a, zf_gpt2c_stream(c->model)) == cudaSuccess;
+    c->ev[c->nev_used].phase = phase;
+    c->open = ev_pair_start(c->ev, c->nev_used, &c->nev_made, zf_gpt2c_stream(c->model)) == 0;
 }
 
 static void ph_end(cuda_impl *c)
@@ -508,10 +493,7 @@ static void cu_free(zf_backend *b)
 {
     cuda_impl *c = (cuda_impl *)b->impl;
     zf_gpt2c_free(c->model);
-    for (int i = 0; i < c->nev_made; i++) {
-        cudaEventDestroy(c->ev[i].a);
-        cudaEventDestroy(c->ev[i].b);
-    }
+    ev_pairs_destroy(c->ev, c->nev_made);
     if (c->master) cudaFree(c->master);
     free(c->rows);
     zs_free(c);

@@ -28,6 +28,51 @@ typedef struct ev_pair {
     int phase;
 } ev_pair;
 
+/* Timing by pairs of CUDA events, best effort: a pair that cannot be made
+ * or recorded times nothing.  ev_pair_start: pair i of a ring, its events
+ * made on first use (*made counts the ring's), its start recorded on s; 0
+ * or -1.  ev_pairs_wait: waits for the last of pairs [0, n); 1 when they
+ * can be read.  ev_pair_ms: one pair's milliseconds (0 if unreadable). */
+static inline int ev_pair_start(ev_pair *ring, int i, int *made, cudaStream_t s)
+{
+    ev_pair *p = &ring[i];
+    if (i == *made) {
+        if (cudaEventCreate(&p->a) != cudaSuccess || cudaEventCreate(&p->b) != cudaSuccess) {
+            cudaGetLastError();
+            return -1;
+        }
+        (*made)++;
+    }
+    if (cudaEventRecord(p->a, s) != cudaSuccess) {
+        cudaGetLastError();
+        return -1;
+    }
+    return 0;
+}
+static inline int ev_pairs_wait(const ev_pair *ring, int n)
+{
+    if (n <= 0) return 0;
+    if (cudaEventSynchronize(ring[n - 1].b) == cudaSuccess) return 1;
+    cudaGetLastError();
+    return 0;
+}
+static inline float ev_pair_ms(const ev_pair *p)
+{
+    float ms = 0;
+    if (cudaEventElapsedTime(&ms, p->a, p->b) != cudaSuccess) {
+        cudaGetLastError();
+        ms = 0;
+    }
+    return ms;
+}
+static inline void ev_pairs_destroy(ev_pair *ring, int made)
+{
+    for (int i = 0; i < made; i++) {
+        cudaEventDestroy(ring[i].a);
+        cudaEventDestroy(ring[i].b);
+    }
+}
+
 typedef struct cuda_impl {
     zf_gpt2c *model;
     float *params, *grads;

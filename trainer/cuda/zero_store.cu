@@ -28,19 +28,7 @@ int zs_comm_begin(cuda_impl *c)
 {
     if (!c->comm_ev && !(c->comm_ev = (ev_pair *)calloc(COMM_EV_MAX, sizeof *c->comm_ev))) return -1;
     if (c->ncomm_used == COMM_EV_MAX) return -1;
-    ev_pair *p = &c->comm_ev[c->ncomm_used];
-    if (c->ncomm_used == c->ncomm_made) {
-        if (cudaEventCreate(&p->a) != cudaSuccess || cudaEventCreate(&p->b) != cudaSuccess) {
-            cudaGetLastError();
-            return -1;
-        }
-        c->ncomm_made++;
-    }
-    if (cudaEventRecord(p->a, c->cs) != cudaSuccess) {
-        cudaGetLastError();
-        return -1;
-    }
-    return c->ncomm_used;
+    return ev_pair_start(c->comm_ev, c->ncomm_used, &c->ncomm_made, c->cs) == 0 ? c->ncomm_used : -1;
 }
 
 void zs_comm_end(cuda_impl *c, int i)
@@ -53,13 +41,8 @@ void zs_comm_end(cuda_impl *c, int i)
 double zs_comm_fold(cuda_impl *c)
 {
     double s = 0.0;
-    if (c->ncomm_used && cudaEventSynchronize(c->comm_ev[c->ncomm_used - 1].b) == cudaSuccess) {
-        for (int i = 0; i < c->ncomm_used; i++) {
-            float ms = 0;
-            if (cudaEventElapsedTime(&ms, c->comm_ev[i].a, c->comm_ev[i].b) == cudaSuccess) s += ms * 1e-3;
-        }
-    }
-    cudaGetLastError();
+    if (ev_pairs_wait(c->comm_ev, c->ncomm_used))
+        for (int i = 0; i < c->ncomm_used; i++) s += ev_pair_ms(&c->comm_ev[i]) * 1e-3;
     c->ncomm_used = 0;
     return s;
 }
@@ -369,10 +352,7 @@ int zs_alloc(cuda_impl *c, const zf_zero_options *zo, zf_err *err)
 
 void zs_free(cuda_impl *c)
 {
-    for (int i = 0; i < c->ncomm_made; i++) {
-        cudaEventDestroy(c->comm_ev[i].a);
-        cudaEventDestroy(c->comm_ev[i].b);
-    }
+    if (c->comm_ev) ev_pairs_destroy(c->comm_ev, c->ncomm_made);
     free(c->comm_ev);
     if (c->zmem) cudaFree(c->zmem);
     free(c->bk_of);

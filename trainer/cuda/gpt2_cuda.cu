@@ -43,7 +43,7 @@ struct zf_gpt2c {
     size_t total;
     size_t cap; /* elements of the flat buffers (params, grads, stage): total and padding, or
                    with a layer store the persistent part only (see pidx) */
-    int ext;    /* the layers' parameters and gradients come from store (ZeRO stage 3) */
+    int ext;    /* the layers' parameters and gradients come from store (ZeRO stages 2-3) */
     zf_gpt2c_layer_store store;
     int max_B, max_T;
     int ckpt;    /* activation checkpointing: one layer's activations, recomputed in backward */
@@ -324,7 +324,7 @@ zf_gpt2c *zf_gpt2c_create_ex(const zf_gpt2_config *cfg, const zf_param_table *t,
         if (outside[k][0] < m->lay_hi && outside[k][0] + outside[k][1] > m->lay_lo) ok = 0;
     m->can_stream = ok;
     if (opt->layer_store) {
-        /* ZeRO stage 3: the model keeps the embeddings and ln_f only */
+        /* ZeRO stages 2-3: the model keeps the embeddings and ln_f only */
         if (!ok || !opt->layer_store->fetch || !opt->layer_store->done) {
             zf_err_set(err, "gpt2_cuda: layer store: expected fetch and done, and each layer's tensors in a range of "
                        "their own between the embeddings and ln_f");

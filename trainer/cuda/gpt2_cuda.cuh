@@ -6,7 +6,7 @@
  * bf16 or fp16; flat layout of lib/model.h), the fp32 gradient buffer (same
  * flat layout, padding stays zero), the activations of one batch up to
  * (max_B, max_T), the token/target buffers, the matmul and kernel contexts
- * and the stream everything runs on.  With a layer store (ZeRO stage 3) the
+ * and the stream everything runs on.  With a layer store (ZeRO stages 2-3) the
  * flat buffers hold only the embeddings and ln_f, and each layer's
  * parameters and gradients come from the store for each pass.
  *
@@ -43,7 +43,7 @@ typedef struct zf_gpt2c zf_gpt2c;
  * with err filled on invalid sizes or a CUDA/cuBLASLt failure. */
 zf_gpt2c *zf_gpt2c_create(const zf_gpt2_config *cfg, const zf_param_table *t, zf_gpu_dtype dt, int max_B, int max_T,
                           zf_err *err);
-/* ZeRO stage 3: where the layers' parameters and gradients come from, per
+/* ZeRO stages 2-3: where the layers' parameters and gradients come from, per
  * pass.  fetch: layer l is about to run (phase 0 forward, 1 backward); set
  * *params to the device address of the layer's first flat element (its
  * range [lo, hi), zf_gpt2c_layer_range) in the compute type, each tensor at

@@ -11,14 +11,14 @@ TINY=(--model_name zf-tiny --dataset_config bytes=600000 --vocab_size 1024 --bat
 fail() { echo "FAIL: $*" >&2; exit 1; }
 note() { echo "--- $*" >&2; }
 
-# new_out: a fresh output directory (removed at exit)
+# new_out: a fresh output directory, inside the test's one temporary
+# directory.  That one is made here, in the test's own shell: `x=$(new_out)`
+# runs in a subshell, which could not add to a list the exit trap reads.
+ZF_TEST_TMP=$(mktemp -d "${TMPDIR:-/tmp}/zf-test.XXXXXX")
+ZF_TEST_DIRS=("$ZF_TEST_TMP")   # removed at exit (a test may add its own)
 new_out() {
-  local d
-  d=$(mktemp -d "${TMPDIR:-/tmp}/zf-test.XXXXXX")
-  ZF_TEST_DIRS+=("$d")
-  echo "$d"
+  mktemp -d "$ZF_TEST_TMP/out.XXXXXX"
 }
-ZF_TEST_DIRS=()
 trap 'rm -rf "${ZF_TEST_DIRS[@]}"' EXIT
 
 # run_id_of OUT: the run id of the pipeline writing to OUT (empty if none)

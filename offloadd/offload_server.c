@@ -21,7 +21,8 @@ typedef struct rank_state {
     int active;
     int rank;                         /* the global rank this slot serves */
     zf_shm params, grads, layout;     /* the trainer's (attached) */
-    zf_shm master, m, v;              /* ours (created) */
+    zf_shm master, m, v;              /* ours (created); master may be "params" attached again (master_in_params) */
+    int master_in_params;             /* "params" is fp32 and exactly the shard: it is the master (offload_server.h) */
     zf_shm progress;                  /* ours: the update's progress word (offload_server.h) */
     int params_stale;                 /* "params" not written since the last (chunked) update */
     size_t shard_offset, shard_numel, numel;
@@ -84,6 +85,10 @@ static void chunk_done(void *ctx, size_t upto)
 static void publish_params(rank_state *r)
 {
     r->params_stale = 0;
+    if (r->master_in_params) { /* updated in place */
+        zf_shm_bump(&r->params);
+        return;
+    }
     const float *src = r->master.data;
     size_t n = r->shard_numel;
     zf_dtype dt = (zf_dtype)r->params.hdr->dtype;
@@ -204,8 +209,12 @@ static int handle_init(offload_server *s, const zf_msg *m, zf_err *err)
     }
     int64_t shape[1] = { (int64_t)r->shard_numel };
     char name[64];
+    r->master_in_params = r->params.hdr->dtype == ZF_DTYPE_F32 && r->params_base == r->shard_offset &&
+                          pn == r->shard_numel;
     snprintf(name, sizeof name, "master-r%d", rank);
-    if (zf_shm_create(&r->master, s->o->run_id, name, ZF_DTYPE_F32, 1, shape, err) != 0) goto fail;
+    if (r->master_in_params ? zf_shm_attach(&r->master, r->params.name, err) != 0
+                            : zf_shm_create(&r->master, s->o->run_id, name, ZF_DTYPE_F32, 1, shape, err) != 0)
+        goto fail;
     snprintf(name, sizeof name, "adam_m-r%d", rank);
     if (zf_shm_create(&r->m, s->o->run_id, name, ZF_DTYPE_F32, 1, shape, err) != 0) goto fail;
     snprintf(name, sizeof name, "adam_v-r%d", rank);
@@ -244,14 +253,16 @@ static int handle_init(offload_server *s, const zf_msg *m, zf_err *err)
                        zf_dtype_name((zf_dtype)r->params.hdr->dtype));
             goto fail;
         }
-        memcpy(r->master.data, (float *)r->params.data + (r->shard_offset - r->params_base),
-               r->shard_numel * sizeof(float));
+        if (!r->master_in_params)
+            memcpy(r->master.data, (float *)r->params.data + (r->shard_offset - r->params_base),
+                   r->shard_numel * sizeof(float));
         r->step = 0;
     }
     set_progress(r, r->step, r->shard_numel);
     r->active = 1;
-    zf_daemon_log(&s->d, "info", "rank %d: shard of %zu parameters at offset %zu (%.1f MB of optimizer state)",
-                  rank, r->shard_numel, r->shard_offset, 12.0 * (double)r->shard_numel / 1e6);
+    zf_daemon_log(&s->d, "info", "rank %d: shard of %zu parameters at offset %zu (%.1f MB of optimizer state%s)",
+                  rank, r->shard_numel, r->shard_offset, 12.0 * (double)r->shard_numel / 1e6,
+                  r->master_in_params ? "; the fp32 master is the rank's parameters segment itself" : "");
     return 0;
 fail:
     free_rank(r);

@@ -10,7 +10,13 @@
  * handing the state to ckptd (`opt_state_req`) and restoring it on resume,
  * also from a checkpoint of another world size (the rank's new partition
  * filled from the saved partitions that overlap it).  One offloadd per node
- * serves the node's ranks (up to ZF_OFFLOAD_MAX_RANKS, by their global rank). */
+ * serves the node's ranks (up to ZF_OFFLOAD_MAX_RANKS, by their global rank).
+ *
+ * When the rank's "params" segment is fp32 and holds exactly its shard (one
+ * rank, or ZeRO stage 3's slice), that segment IS the master: the update
+ * writes the parameters in place, nothing is copied, and opt_state names it
+ * as master_shm (the host keeps the fp32 parameters once: 4 bytes a
+ * parameter less, what bounds ZeRO-3 with full offload on one GPU). */
 #ifndef ZF_OFFLOAD_SERVER_H
 #define ZF_OFFLOAD_SERVER_H
 

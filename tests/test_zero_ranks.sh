@@ -7,7 +7,8 @@
 # `ckptd consolidate`) equal those of one rank with micro batch m*N within
 # 1e-5 relative; every rank's checkpoint partition is there; each rank's
 # zero-memory line (measured bytes) matches ZeRO's accounting computed here
-# from the model's size; a checkpoint refuses to resume into another world
+# from the model's size, and offloadd keeps the fp32 master in the rank's
+# parameters segment where that is exactly the rank's shard; a checkpoint refuses to resume into another world
 # size with another global batch, and with the same global batch a 2-rank
 # checkpoint resumed by 3 ranks (offloadd re-slices the optimizer
 # partitions) equals one rank; and an N-rank run resumed from its own
@@ -107,6 +108,11 @@ for r in range(world):
         got, place = f[k].split("@")
         assert int(got) == want[k] and place == where[k], f"rank {r} {k}: measured {f[k]}, accounting {want[k]}@{where[k]}"
     assert f["match"] == "yes", lines[0]
+# offloadd keeps a rank's fp32 master in the rank's "params" when that holds
+# exactly the shard (one rank, stage 0, stage 3): no second fp32 copy
+shared = [l for l in open(f"{out}/logs/offloadd.log") if "the fp32 master is the rank's parameters segment" in l]
+want = 0 if stage in (1, 2) and world > 1 else world
+assert len(shared) == want, f"offloadd: the master in the ranks' parameters for {len(shared)} ranks, expected {want}"
 print(f"memory of {out}: {world} ranks match the accounting")
 PY
 }

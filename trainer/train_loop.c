@@ -54,6 +54,8 @@ typedef struct trainer {
     double data_wait;                /* seconds waiting for batches in the current step */
     zf_phase_times phase;            /* the current step's phases (forward, backward, optimizer, transfers) */
     zf_shm opt_master, opt_m, opt_v; /* offloadd's optimizer state: the host home of a device optimizer's */
+    float *master;                   /* the shard's fp32 master: opt_master's data, or "params" itself when
+                                        offloadd keeps the master there (offload_server.h; opt_master unused) */
     /* pipelined offload (GPU backend, one rank): offloadd updates the master
      * in order, announcing the finished prefix (its progress word), and the next forward uploads each
      * range as it is announced; "params" is refreshed from the master only
@@ -213,7 +215,7 @@ static void pipe_setup(trainer *t)
         t->params.hdr->dtype != ZF_DTYPE_F32 || strcmp(t->cfg.zero_offload_optimizer_device, "cpu") != 0)
         return;
     /* the master is the upload's source (attach_opt_segments) */
-    if (!t->opt_master.hdr || !t->opt_progress.hdr) return;
+    if (!t->master || !t->opt_progress.hdr) return;
     t->pipe_on = 1;
     zf_info("optimizer offloaded, pipelined: the next forward uploads each layer as offloadd updates it");
 }
@@ -243,8 +245,8 @@ static void host_params_current(trainer *t, int with_opt)
          * rank keeps the whole buffer or, at stage 3, the shard itself) */
         offload_drain(t);
         if (t->params_stale) {
-            memcpy(t->params.data + (t->zplan.opt_off - t->zplan.params_base), t->opt_master.data,
-                   t->zplan.opt_n * sizeof(float));
+            float *dst = (float *)t->params.data + (t->zplan.opt_off - t->zplan.params_base);
+            if (dst != t->master) memcpy(dst, t->master, t->zplan.opt_n * sizeof(float));
             /* GPU ranks: the host engine's view of the other shards too */
             if (t->gpu_zero && zf_zero_params_updated(t->zero, &err) != 0) zf_die("%s", err.msg);
         }
@@ -280,14 +282,19 @@ static void attach_opt_segments(trainer *t)
     if ((size_t)zf_msg_int(r, "shard_offset") != t->zplan.opt_off || n != t->zplan.opt_n)
         zf_die("opt_state: offloadd's shard [%lld, +%zu): expected this rank's [%zu, +%zu)",
                (long long)zf_msg_int(r, "shard_offset"), n, t->zplan.opt_off, t->zplan.opt_n);
-    if (zf_shm_attach(&t->opt_master, zf_msg_str(r, "master_shm"), &err) != 0 ||
+    /* offloadd keeps the master in "params" when that holds exactly the shard */
+    const int in_params = strcmp(zf_msg_str(r, "master_shm"), t->params.name) == 0;
+    if (in_params && (t->zplan.params_base != t->zplan.opt_off || t->zplan.params_numel != n))
+        zf_die("opt_state: master_shm is this rank's \"params\", which does not hold exactly its shard");
+    if ((!in_params && zf_shm_attach(&t->opt_master, zf_msg_str(r, "master_shm"), &err) != 0) ||
         zf_shm_attach(&t->opt_m, zf_msg_str(r, "m_shm"), &err) != 0 ||
         zf_shm_attach(&t->opt_v, zf_msg_str(r, "v_shm"), &err) != 0 ||
         (zf_msg_has(r, "progress_shm") && zf_shm_attach(&t->opt_progress, zf_msg_str(r, "progress_shm"), &err) != 0))
         zf_die("opt_state: %s", err.msg);
-    if (zf_shm_numel(&t->opt_master) != n || zf_shm_numel(&t->opt_m) != n || zf_shm_numel(&t->opt_v) != n ||
+    if ((!in_params && zf_shm_numel(&t->opt_master) != n) || zf_shm_numel(&t->opt_m) != n || zf_shm_numel(&t->opt_v) != n ||
         (t->opt_progress.hdr && zf_shm_numel(&t->opt_progress) < 1))
         zf_die("opt_state: optimizer segments: expected %zu floats each and a progress word", n);
+    t->master = in_params ? (float *)t->params.data : t->opt_master.data;
     zf_msg_free(r);
 }
 
@@ -316,8 +323,9 @@ static uint64_t debug_state_hash(trainer *t)
     host_params_current(t, 1);
     /* the params this rank keeps (its slice under ZeRO stage 3) and its shard's state */
     uint64_t h = zf_fnv1a64(ZF_FNV1A64_INIT, t->params.data, t->zplan.params_numel * sizeof(float));
-    const zf_shm *st[3] = { &t->opt_master, &t->opt_m, &t->opt_v };
-    for (int i = 0; i < 3; i++)
+    if (t->master) h = zf_fnv1a64(h, t->master, t->zplan.opt_n * sizeof(float));
+    const zf_shm *st[2] = { &t->opt_m, &t->opt_v };
+    for (int i = 0; i < 2; i++)
         if (st[i]->hdr) h = zf_fnv1a64(h, st[i]->data, zf_shm_numel(st[i]) * sizeof(float));
     return h;
 }
@@ -530,18 +538,9 @@ static void restore_scaler(trainer *t, json_t *s)
     x->cur_iter = (long)json_integer_value(json_object_get(s, "cur_iter"));
 }
 
-static void save_checkpoint(trainer *t, int final)
+/* The node's snapshot from its ckptd (save_checkpoint, on the node's first rank). */
+static void request_checkpoint(trainer *t, int final)
 {
-    /* the first rank of each node asks its node's ckptd, which takes the
-     * node's ranks' optimizer partitions from offloadd; rank 0's request
-     * also carries the meta data and the other nodes to wait for */
-    zf_err err;
-    /* the device optimizers' state into offloadd's segments, on every rank
-     * before any asks ckptd for the partitions */
-    host_params_current(t, 1);
-    if (t->gpu_zero && t->backend->optimizer_step && zf_comm_barrier(&t->comm, &err) != 0)
-        zf_die("checkpoint: %s", err.msg);
-    if (t->rank != t->node.first) return;
     char *meta = t->rank == 0 ? checkpoint_meta(t) : zf_xstrdup("{}");
     zf_msg *m = zf_msg_new("ckpt_save"), *r = NULL;
     zf_msg_set_int(m, "step", t->step);
@@ -564,6 +563,24 @@ static void save_checkpoint(trainer *t, int final)
     zf_msg_free(m);
     zf_msg_free(r);
     free(meta);
+}
+
+static void save_checkpoint(trainer *t, int final)
+{
+    /* the first rank of each node asks its node's ckptd, which takes the
+     * node's ranks' optimizer partitions from offloadd; rank 0's request
+     * also carries the meta data and the other nodes to wait for */
+    zf_err err;
+    /* the device optimizers' state into offloadd's segments, on every rank
+     * before any asks ckptd for the partitions */
+    host_params_current(t, 1);
+    if (t->gpu_zero && t->backend->optimizer_step && zf_comm_barrier(&t->comm, &err) != 0)
+        zf_die("checkpoint: %s", err.msg);
+    if (t->rank == t->node.first) request_checkpoint(t, final);
+    /* no rank leaves (the final one) before its partition is in the
+     * snapshot: offloadd may keep a rank's master in the rank's own "params"
+     * segment, which goes with the rank (offload_server.h) */
+    if (t->world > 1 && zf_comm_barrier(&t->comm, &err) != 0) zf_die("checkpoint: %s", err.msg);
 }
 
 static void wait_checkpoints(trainer *t)
@@ -753,7 +770,7 @@ static double train_step(trainer *t, double *lr_out, int *skipped)
         zf_ds_config_optimizer(&t->cfg, &hp, &sched);
         *lr_out = zf_lr_at(&sched, t->pipe_step); /* offloadd's lr (zf_shard_opt_lr) */
         t->applied++;
-        if (be->upload_params_next(be, t->opt_master.data, offload_ready, t, &err) != 0) zf_die("%s", err.msg);
+        if (be->upload_params_next(be, t->master, offload_ready, t, &err) != 0) zf_die("%s", err.msg);
         if (be->phase_times) be->phase_times(be, &t->phase);
         pipe_fold_wait(t);
         return loss_sum / t->ga;
@@ -912,11 +929,11 @@ int zf_train_main(const zf_options *o, zf_backend_factory gpu)
     }
     /* No optimizer offload in the config: the GPU keeps the optimizer (one
      * rank's whole buffer; offloadd then only holds the state for checkpoints). */
-    if (o->num_gpus > 0 && gpu && strcmp(t.cfg.zero_offload_optimizer_device, "cpu") != 0 && t.opt_master.hdr) {
+    if (o->num_gpus > 0 && gpu && strcmp(t.cfg.zero_offload_optimizer_device, "cpu") != 0 && t.master) {
         spec.ds = &t.cfg;
         spec.layout_rows = t.layout.data;
         spec.layout_nrows = (int)t.layout.hdr->shape[0];
-        spec.opt_master = t.opt_master.data;
+        spec.opt_master = t.master;
         spec.opt_m = t.opt_m.data;
         spec.opt_v = t.opt_v.data;
     }

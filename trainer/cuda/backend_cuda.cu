@@ -307,7 +307,10 @@ static int cu_upload_params_next(zf_backend *b, const float *src, int (*ready)(v
     cuda_impl *c = (cuda_impl *)b->impl;
     if (src && src != c->up_src) {
         if (c->up_pinned) cudaHostUnregister((void *)c->up_src);
-        c->up_pinned = cudaHostRegister((void *)src, c->opt_n * sizeof(float), cudaHostRegisterDefault) == cudaSuccess;
+        /* offloadd may keep the master in "params" (offload_server.h), pinned already */
+        const int in_params = src >= c->params && src + c->opt_n <= c->params + c->params_bytes / sizeof(float);
+        c->up_pinned = !(in_params && c->params_pinned) &&
+                       cudaHostRegister((void *)src, c->opt_n * sizeof(float), cudaHostRegisterDefault) == cudaSuccess;
         cudaGetLastError(); /* not pinned: the copies still work, slower */
         c->up_src = src;
     }
@@ -397,6 +400,7 @@ static int cu_opt_to_host(zf_backend *b, zf_err *err)
     CKE(cudaMemcpyAsync(c->h_m, c->m, sb, cudaMemcpyDeviceToHost, s));
     CKE(cudaMemcpyAsync(c->h_v, c->v, sb, cudaMemcpyDeviceToHost, s));
     CKE(cudaStreamSynchronize(s));
+    if (c->h_master == c->params) return 0; /* offloadd keeps the master in "params": written above */
     return cu_params_to_host(b, err);
 }
 
@@ -597,6 +601,7 @@ extern "C" zf_backend *zf_backend_cuda_create(const zf_backend_spec *s, int *no_
         return NULL;
     }
     /* Pin the shared buffers; if the system refuses, copies still work, slower. */
+    c->params_bytes = params_bytes;
     c->params_pinned = cudaHostRegister(c->params, params_bytes, cudaHostRegisterDefault) == cudaSuccess;
     c->grads_pinned = cudaHostRegister(c->grads, grads_bytes, cudaHostRegisterDefault) == cudaSuccess;
     cudaGetLastError(); /* clear a refusal */

@@ -77,6 +77,7 @@ typedef struct cuda_impl {
     zf_gpt2c *model;
     float *params, *grads;
     size_t total, bytes;
+    size_t params_bytes;    /* of "params" (the whole buffer, or what the rank keeps) */
     int params_pinned, grads_pinned;
     const float *up_src; /* pinned source of pipelined uploads (offloadd's master, the shard) */
     int up_pinned;

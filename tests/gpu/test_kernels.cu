@@ -1049,6 +1049,8 @@ template <typename T> static void test_type()
         test_classifier<T>(C);
     }
     test_layernorm<T>(1600); /* GPT-2 XL width: the LayerNorm backward's shared memory above 48 KiB */
+    test_layernorm<T>(4096); /* 6.7B width: fewer warps a block in the backward (7 on Hopper, whose blocks hold 227 KiB) */
+    test_layernorm<T>(8191); /* 3 warps, odd width (one element a lane access) */
     test_embedding<T>(1600); /* several column blocks per token in the embedding backward */
     test_misaligned<T>();
     test_adamw<T>();

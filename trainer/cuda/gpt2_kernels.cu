@@ -29,7 +29,7 @@
 
 #define GN_BLOCKS 1024   /* grad-norm partial sums: fixed, so the sum order never depends on the GPU */
 #define COL_CHUNK 128    /* rows per partial column sum (bias grad) */
-#define LN_ROWS 16       /* rows per block of the LayerNorm backward (8 warps, 2 rows each) */
+#define LN_ROWS 16       /* rows per block of the LayerNorm backward (up to 8 warps, 2 rows each) */
 #define ADAMW_CHUNK 4096 /* elements per AdamW block */
 #define MISC_BYTES (64 * 1024)
 
@@ -409,15 +409,16 @@ static __global__ void ln_fwd_k(T *out, float *mean, float *rstd, const T *x, co
     }
 }
 
-/* The LayerNorm backward blocks' end: the 8 warps' dw, db column sums in
- * shared memory ([8][dw C, db C]) added in warp order into the block's row
- * of the partials pw, pb. */
+/* The LayerNorm backward blocks' end: the warps' dw, db column sums in
+ * shared memory ([warps][dw C, db C]) added in warp order into the block's
+ * row of the partials pw, pb. */
 static __device__ void ln_bwd_block_sums(const float *sm, float *pw, float *pb, int C)
 {
+    const int nw = blockDim.x >> 5;
     __syncthreads();
     for (int j = threadIdx.x; j < C; j += blockDim.x) {
         float aw = 0.0f, ab = 0.0f;
-        for (int k = 0; k < 8; k++) {
+        for (int k = 0; k < nw; k++) {
             aw += sm[(size_t)k * 2 * C + j];
             ab += sm[(size_t)k * 2 * C + C + j];
         }
@@ -438,7 +439,8 @@ template <int V, typename T> static __device__ __forceinline__ void stv(T *p, co
     else p[0] = fromf<T>(f[0]);
 }
 
-/* Fused backward over LN_ROWS rows per block, 8 warps, a warp per row:
+/* Fused backward over LN_ROWS rows per block, a warp per row (8 warps, or
+ * as many as the shared memory holds rows of column sums for: 7 at C 4096):
  * dx += rstd (g - a - xhat c) as the CPU model, and each warp adds dy*xhat
  * and dy of its rows into its own shared-memory row of column sums (each
  * lane its own columns: no atomics); the block then adds its 8 warps'
@@ -450,12 +452,12 @@ template <typename T, int V>
 static __global__ void ln_bwd_k(T *dx, float *pw, float *pb, const T *dy, const T *x, const T *w, const float *mean,
                                 const float *rstd, int N, int C)
 {
-    extern __shared__ float sm[]; /* [8 warps][dw C, db C] */
-    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    extern __shared__ float sm[]; /* [warps][dw C, db C] */
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, nw = blockDim.x >> 5;
     float *sw = sm + (size_t)warp * 2 * C, *sb = sw + C;
     for (int j = lane; j < C; j += 32) sw[j] = sb[j] = 0.0f;
     __syncwarp(); /* with V > 1 a lane's columns below are not the ones it zeroed */
-    for (int rr = warp; rr < LN_ROWS; rr += 8) {
+    for (int rr = warp; rr < LN_ROWS; rr += nw) {
         const int row = blockIdx.x * LN_ROWS + rr;
         if (row >= N) break;
         const size_t o = (size_t)row * C;
@@ -572,9 +574,13 @@ extern "C" int zf_gk_layernorm_bwd(zf_gk *g, zf_gpu_dtype dt, void *dx, float *d
     if (N < 1 || C < 1) return gk_fail(g, "gpt2_kernels: layernorm_bwd: N, C: expected >= 1, got %d %d", N, C);
     if (!dx || !dw || !db || !dy || !x || !w || !mean || !rstd)
         return gk_fail(g, "gpt2_kernels: layernorm_bwd: NULL pointer");
-    const size_t smem = (size_t)16 * C * sizeof(float);
-    if (smem > (size_t)g->smem_optin)
-        return gk_fail(g, "gpt2_kernels: layernorm_bwd: C: expected <= %d, got %d", g->smem_optin / 64, C);
+    /* a warp's two rows of column sums each: 8 warps while they fit (any C
+     * up to 3632 on Hopper), fewer above, one at least */
+    const size_t per_warp = (size_t)2 * C * sizeof(float);
+    const int nw = per_warp * 8 <= (size_t)g->smem_optin ? 8 : (int)((size_t)g->smem_optin / per_warp);
+    if (nw < 1)
+        return gk_fail(g, "gpt2_kernels: layernorm_bwd: C: expected <= %d, got %d", g->smem_optin / 8, C);
+    const size_t smem = per_warp * (size_t)nw;
     const int nblocks = (N + LN_ROWS - 1) / LN_ROWS;
     const size_t pbytes = align256((size_t)nblocks * C * sizeof(float));
     char *s = (char *)gk_scratch(g, 2 * pbytes);
@@ -587,8 +593,8 @@ extern "C" int zf_gk_layernorm_bwd(zf_gk *g, zf_gpu_dtype dt, void *dx, float *d
         if (smem > 48 * 1024 &&
             cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem) != cudaSuccess)
             return gk_fail(g, "gpt2_kernels: layernorm_bwd: %zu bytes of shared memory refused", smem);
-        kern<<<nblocks, 256, smem, g->s>>>((T *)dx, pw, pb, (const T *)dy, (const T *)x, (const T *)w, mean, rstd, N,
-                                           C);
+        kern<<<nblocks, 32 * nw, smem, g->s>>>((T *)dx, pw, pb, (const T *)dy, (const T *)x, (const T *)w, mean, rstd,
+                                               N, C);
     });
     if (gk_launched(g, "layernorm_bwd")) return -1;
     col_final_k<<<(unsigned)((C + 31) / 32), dim3(32, 32), 0, g->s>>>(dw, pw, db, pb, nblocks, C);

@@ -11,9 +11,10 @@
 #   bench/run_offload_fit.sh [--model bench/models/gpt2-8b.json] [--gpus 2] [--micro 4] [--steps 5]
 #
 # gpt2-8b (8.27B parameters) needs 18 bytes a parameter without offload
-# (149 GB: more than an H200's 141 GB before any activation) and about
-# 19 GB of host memory a billion parameters with full offload (157 GB: the
-# 2-GPU machine has 256 GiB).  Run from an unpacked bundle (tests/README).
+# (149 GB: more than an H200's 141 GB before any activation) and 16 bytes
+# a parameter of host memory with full offload (132 GB, plus the other
+# processes': the 2-GPU machine has 256 GiB).  Run from an unpacked bundle
+# (tests/README).
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"

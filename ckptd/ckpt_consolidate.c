@@ -22,8 +22,24 @@ static int by_offset(const void *a, const void *b)
     return x->rank - y->rank;
 }
 
-int zf_ckpt_place_shards(const zf_ckpt_shard *shards, int n, float *dst, size_t total, const char *what, zf_err *err)
+/* Does [off, off + n) of the model placed so far (pieces with their flat
+ * starts) equal data bitwise? */
+static int placed_equal(const zf_ckpt_piece *p, const size_t *at, int np, size_t off, const float *data, size_t n)
 {
+    for (int i = 0; i < np && n; i++) {
+        const size_t lo = at[i], hi = at[i] + p[i].bytes / sizeof(float);
+        if (hi <= off || lo >= off + n) continue;
+        const size_t a = off > lo ? off : lo, e = off + n < hi ? off + n : hi;
+        if (memcmp((const float *)p[i].data + (a - lo), data + (a - off), (e - a) * sizeof(float)) != 0) return 0;
+    }
+    return 1;
+}
+
+int zf_ckpt_shard_pieces(const zf_ckpt_shard *shards, int n, size_t total, const char *what, zf_ckpt_piece **pieces,
+                         int *npieces, zf_err *err)
+{
+    *pieces = NULL;
+    *npieces = 0;
     if (n < 1) return zf_err_set(err, "%s: optimizer.shards: expected at least one rank's partition", what);
     const zf_ckpt_shard **order = zf_xcalloc((size_t)n, sizeof *order);
     for (int i = 0; i < n; i++) {
@@ -36,31 +52,56 @@ int zf_ckpt_place_shards(const zf_ckpt_shard *shards, int n, float *dst, size_t 
         order[i] = s;
     }
     qsort(order, (size_t)n, sizeof *order, by_offset);
+    zf_ckpt_piece *p = zf_xcalloc((size_t)n, sizeof *p);
+    size_t *at = zf_xcalloc((size_t)n, sizeof *at);
+    int np = 0, rc = 0;
     size_t covered = 0; /* [0, covered) is placed */
-    for (int i = 0; i < n; i++) {
+    for (int i = 0; i < n && rc == 0; i++) {
         const zf_ckpt_shard *s = order[i];
         if (s->numel == 0) continue;
         if (s->offset > covered) {
-            free(order);
-            return zf_err_set(err, "%s: optimizer.shards: no rank holds parameters [%zu, %zu): expected the partitions to cover the model",
-                              what, covered, s->offset);
+            rc = zf_err_set(err, "%s: optimizer.shards: no rank holds parameters [%zu, %zu): expected the partitions to cover the model",
+                            what, covered, s->offset);
+            break;
         }
         size_t end = s->offset + s->numel, overlap = (covered < end ? covered : end) - s->offset;
         /* stage 0 keeps the whole buffer on every rank: the copies must agree */
-        if (overlap && memcmp(dst + s->offset, s->data, overlap * sizeof(float)) != 0) {
-            free(order);
-            return zf_err_set(err, "%s: optimizer.shards: rank %d's partition disagrees with another rank's on [%zu, %zu): expected equal copies",
-                              what, s->rank, s->offset, s->offset + overlap);
+        if (overlap && !placed_equal(p, at, np, s->offset, s->data, overlap)) {
+            rc = zf_err_set(err, "%s: optimizer.shards: rank %d's partition disagrees with another rank's on [%zu, %zu): expected equal copies",
+                            what, s->rank, s->offset, s->offset + overlap);
+            break;
         }
         if (end > covered) {
-            memcpy(dst + covered, s->data + (covered - s->offset), (end - covered) * sizeof(float));
+            p[np] = (zf_ckpt_piece){ s->data + (covered - s->offset), (end - covered) * sizeof(float) };
+            at[np++] = covered;
             covered = end;
         }
     }
     free(order);
-    if (covered != total)
-        return zf_err_set(err, "%s: optimizer.shards: no rank holds parameters [%zu, %zu): expected the partitions to cover the model",
-                          what, covered, total);
+    free(at);
+    if (rc == 0 && covered != total)
+        rc = zf_err_set(err, "%s: optimizer.shards: no rank holds parameters [%zu, %zu): expected the partitions to cover the model",
+                        what, covered, total);
+    if (rc != 0) {
+        free(p);
+        return -1;
+    }
+    *pieces = p;
+    *npieces = np;
+    return 0;
+}
+
+int zf_ckpt_place_shards(const zf_ckpt_shard *shards, int n, float *dst, size_t total, const char *what, zf_err *err)
+{
+    zf_ckpt_piece *p;
+    int np;
+    if (zf_ckpt_shard_pieces(shards, n, total, what, &p, &np, err) != 0) return -1;
+    char *out = (char *)dst;
+    for (int i = 0; i < np; i++) {
+        memcpy(out, p[i].data, p[i].bytes);
+        out += p[i].bytes;
+    }
+    free(p);
     return 0;
 }
 

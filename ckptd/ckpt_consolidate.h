@@ -17,6 +17,7 @@
 
 #include <stddef.h>
 
+#include "ckpt.h" /* zf_ckpt_piece */
 #include "log.h"
 #include "model.h"
 
@@ -31,6 +32,10 @@ typedef struct zf_ckpt_shard {
  * exactly [0, total) and overlapping parts must be bitwise equal.  `what`
  * names the source in errors (a checkpoint dir). */
 int zf_ckpt_place_shards(const zf_ckpt_shard *shards, int n, float *dst, size_t total, const char *what, zf_err *err);
+/* The same placement without copying: the model as pieces of the shards'
+ * data, in order (zf_ckpt_add_pieces writes it).  *pieces: free() it. */
+int zf_ckpt_shard_pieces(const zf_ckpt_shard *shards, int n, size_t total, const char *what, zf_ckpt_piece **pieces,
+                         int *npieces, zf_err *err);
 
 /* The partitions listed in a checkpoint dir's meta.json (optimizer.shards):
  * rank, offset and numel of each (data NULL), every rank once, each inside

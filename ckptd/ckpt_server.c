@@ -22,8 +22,9 @@
 
 typedef struct blob {
     char name[64];
-    float *data;
+    float *data;         /* a copy, or (in place) the segment's own data */
     size_t numel;
+    zf_shm seg;          /* in place: the segment, attached while the job lives */
 } blob;
 
 /* One checkpoint asked for.  On one node the job holds every rank's
@@ -47,6 +48,8 @@ typedef struct job {
     char nonce[32];      /* the run's (ckpt_save run_nonce): parts of other runs are not taken */
     size_t numel;        /* the model's parameters */
     long opt_step;
+    int in_place;        /* written from the shared segments; ckpt_save answered once on disk */
+    zf_peer requester;   /* ... its ckpt_save */
     struct job *next;
 } job;
 
@@ -73,11 +76,17 @@ typedef struct ckpt_server {
     char done_err[1024];
     zf_peer waiters[MAX_WAITERS]; /* ckpt_wait requests not answered yet */
     int nwaiters;
+    zf_peer in_place_peer;        /* an in-place job's ckpt_save, to answer now that it is written */
+    long in_place_step;
+    int in_place_done;
 } ckpt_server;
 
 static void free_job(job *j)
 {
-    for (int i = 0; i < j->nblobs; i++) free(j->blobs[i].data);
+    for (int i = 0; i < j->nblobs; i++) {
+        if (j->blobs[i].seg.hdr) zf_shm_close(&j->blobs[i].seg);
+        else free(j->blobs[i].data);
+    }
     free(j->blobs);
     free(j->shards);
     free(j->remote);
@@ -260,14 +269,20 @@ static int write_job(ckpt_server *s, job *j, char *final_path, size_t n, long *b
     }
     for (int i = 0; i < j->nremote; i++)
         if (take_part(s, j, j->remote[i], i + 1 < j->nremote ? j->remote[i + 1] : j->world, err) != 0) return -1;
-    /* the model, placed from every rank's master */
-    blob *model = new_blob(j);
-    snprintf(model->name, sizeof model->name, "model");
-    model->numel = j->numel;
-    model->data = zf_xmalloc(j->numel * sizeof(float) + 1);
-    if (zf_ckpt_place_shards(j->shards, j->nshards, model->data, j->numel, "ckpt_save", err) != 0) return -1;
-    if (zf_ckpt_begin(s->o->output_dir, j->step, &w, err) != 0) return -1;
-    if (write_blobs(w, j, bytes, err) != 0) goto fail;
+    /* the model, placed from every rank's master: written from the masters
+     * themselves (no whole-model buffer) */
+    zf_ckpt_piece *model = NULL;
+    int npieces = 0;
+    if (zf_ckpt_shard_pieces(j->shards, j->nshards, j->numel, "ckpt_save", &model, &npieces, err) != 0) return -1;
+    if (zf_ckpt_begin(s->o->output_dir, j->step, &w, err) != 0) {
+        free(model);
+        return -1;
+    }
+    int rc = write_blobs(w, j, bytes, err);
+    if (rc == 0) rc = zf_ckpt_add_pieces(w, "model", ZF_DTYPE_F32, model, npieces, err);
+    free(model);
+    if (rc != 0) goto fail;
+    *bytes += (long)(j->numel * sizeof(float));
     /* a checkpoint is also a model directory: config + tokenizer */
     if (zf_ckpt_add_file(w, "config.json", s->config_json, err) != 0 ||
         add_dir_file(w, s->o->tokenizer, "vocab.json", err) != 0 ||
@@ -308,6 +323,11 @@ static void *writer_main(void *arg)
         s->done_bytes = bytes;
         snprintf(s->done_path, sizeof s->done_path, "%s", path);
         snprintf(s->done_err, sizeof s->done_err, "%s", err.msg);
+        if (j->in_place) { /* the main thread answers its ckpt_save (report_done) */
+            s->in_place_peer = j->requester;
+            s->in_place_step = j->step;
+            s->in_place_done = 1;
+        }
         s->pending--;
         free_job(j);
         pthread_cond_broadcast(&s->cv);
@@ -316,8 +336,9 @@ static void *writer_main(void *arg)
     return NULL;
 }
 
-/* Copy a float tensor out of shared memory (converting 16-bit types). */
-static int snapshot(const char *shm_name, size_t expect, blob *b, const char *name, zf_err *err)
+/* Copy a float tensor out of shared memory (converting 16-bit types), or
+ * in place (fp32): keep the segment attached and write from it. */
+static int snapshot(const char *shm_name, size_t expect, blob *b, const char *name, int in_place, zf_err *err)
 {
     zf_shm seg;
     if (zf_shm_attach(&seg, shm_name, err) != 0) return -1;
@@ -328,8 +349,13 @@ static int snapshot(const char *shm_name, size_t expect, blob *b, const char *na
     }
     snprintf(b->name, sizeof b->name, "%s", name);
     b->numel = n;
-    b->data = zf_xmalloc(n * sizeof(float) + 1);
     zf_dtype dt = (zf_dtype)seg.hdr->dtype;
+    if (in_place && dt == ZF_DTYPE_F32) {
+        b->seg = seg;
+        b->data = seg.data;
+        return 0;
+    }
+    b->data = zf_xmalloc(n * sizeof(float) + 1);
     if (dt == ZF_DTYPE_F32) {
         memcpy(b->data, seg.data, n * sizeof(float));
     } else if (dt == ZF_DTYPE_BF16 || dt == ZF_DTYPE_F16) {
@@ -374,12 +400,46 @@ static int parse_remote(const char *txt, int after, int world, job *j, zf_err *e
     return 0;
 }
 
+/* Bytes of memory the host can still give (MemAvailable), 0 if unknown. */
+static uint64_t host_available(void)
+{
+    FILE *f = fopen("/proc/meminfo", "r");
+    char line[256];
+    unsigned long long kb = 0;
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "MemAvailable: %llu kB", &kb) == 1) break;
+    if (f) fclose(f);
+    return (uint64_t)kb * 1024;
+}
+
+/* Copies of `need` bytes, or the checkpoint written in place (ckpt_server.h):
+ * in place when the copies would leave less than a tenth of the available
+ * memory (2 GiB at least); ZF_CKPT_IN_PLACE=1 or 0 decides instead. */
+static int choose_in_place(ckpt_server *s, long step, uint64_t need)
+{
+    const char *env = getenv("ZF_CKPT_IN_PLACE");
+    const uint64_t avail = host_available(), reserve = avail / 10 > (2ull << 30) ? avail / 10 : (2ull << 30);
+    if (env && (!strcmp(env, "0") || !strcmp(env, "1"))) {
+        if (env[0] == '0') return 0;
+        zf_daemon_log(&s->d, "info", "checkpoint of step %ld: written in place (ZF_CKPT_IN_PLACE=1), the trainer "
+                      "waits until it is on disk", step);
+        return 1;
+    }
+    if (!avail || need + reserve <= avail) return 0;
+    zf_daemon_log(&s->d, "warning", "checkpoint of step %ld: a snapshot of %.1f GB does not fit the host's %.1f GB "
+                  "available: written in place, the trainer waits until it is on disk", step, (double)need / 1e9,
+                  (double)avail / 1e9);
+    return 1;
+}
+
 /* The snapshot of a ckpt_save: the optimizer partition (master, adam_m,
  * adam_v) of each of this node's ranks, copied out of offloadd's shared
  * memory.  The "model" tensor is placed later, in the writer, from every
  * rank's master (ckpt_consolidate.h's rules), so no rank needs to hold the
  * whole parameters (ZeRO stage 3) and the model is the fp32 master, as
- * DeepSpeed's zero_to_fp32 gives it.  The request's params_shm is not read. */
+ * DeepSpeed's zero_to_fp32 gives it.  The request's params_shm is not read.
+ * In place (choose_in_place), the segments stay attached instead of copied
+ * and the trainer is answered once the checkpoint is on disk. */
 static int take_snapshot(ckpt_server *s, const zf_msg *m, job *j, zf_err *err)
 {
     int world = (int)zf_msg_int(m, "opt_rank_count");
@@ -404,12 +464,19 @@ static int take_snapshot(ckpt_server *s, const zf_msg *m, job *j, zf_err *err)
     json_t *shards = json_array();
     j->opt_step = -1;
     int rc = 0;
+    /* the node's ranks' optimizer segments, as offloadd names them */
+    zf_msg **states = zf_xcalloc((size_t)count, sizeof *states);
+    uint64_t need = 0;
     for (int r = (int)first; r < first + count && rc == 0; r++) {
-        zf_msg *req = zf_msg_new("opt_state_req"), *st = NULL;
+        zf_msg *req = zf_msg_new("opt_state_req");
         zf_msg_set_int(req, "rank", r);
-        rc = zf_bus_call(&s->d.bus, "offloadd", req, &st, 60000, err);
+        rc = zf_bus_call(&s->d.bus, "offloadd", req, &states[r - first], 60000, err);
         zf_msg_free(req);
-        if (rc != 0) break;
+        if (rc == 0) need += 3 * sizeof(float) * (uint64_t)zf_msg_int(states[r - first], "shard_numel");
+    }
+    if (rc == 0) j->in_place = choose_in_place(s, j->step, need);
+    for (int r = (int)first; r < first + count && rc == 0; r++) {
+        const zf_msg *st = states[r - first];
         const char *keys[3] = { "master_shm", "m_shm", "v_shm" }, *what[3] = { "master", "adam_m", "adam_v" };
         int64_t off = zf_msg_int(st, "shard_offset"), n = zf_msg_int(st, "shard_numel");
         if (off < 0 || n < 0 || off > numel || n > numel - off)
@@ -419,14 +486,15 @@ static int take_snapshot(ckpt_server *s, const zf_msg *m, job *j, zf_err *err)
             char name[64];
             snprintf(name, sizeof name, "optim-r%d-%s", r, what[k]);
             blob *b = new_blob(j);
-            rc = snapshot(zf_msg_str(st, keys[k]), (size_t)n, b, name, err);
+            rc = snapshot(zf_msg_str(st, keys[k]), (size_t)n, b, name, j->in_place, err);
             if (k == 0 && rc == 0) add_shard(j, r, (size_t)off, (size_t)n, b->data);
         }
         json_array_append_new(shards, json_pack("{s:i, s:I, s:I, s:I}", "rank", r, "offset", (json_int_t)off, "numel",
                                                 (json_int_t)n, "step", (json_int_t)zf_msg_int(st, "step")));
         j->opt_step = (long)zf_msg_int(st, "step");
-        zf_msg_free(st);
     }
+    for (int i = 0; i < count; i++) zf_msg_free(states[i]);
+    free(states);
     json_object_set_new(j->meta, "optimizer", json_pack("{s:I, s:o}", "step", (json_int_t)j->opt_step, "shards", shards));
     return rc;
 }
@@ -452,8 +520,17 @@ static void report_done(ckpt_server *s)
                           s->done_step, s->done_err);
         }
     }
-    int idle = s->pending == 0;
+    int idle = s->pending == 0, answer = s->in_place_done;
+    zf_peer peer = s->in_place_peer;
+    long step = s->in_place_step;
+    s->in_place_done = 0;
     pthread_mutex_unlock(&s->mu);
+    if (answer) { /* an in-place checkpoint is on disk (or failed, reported above): the trainer goes on */
+        zf_msg *r = zf_msg_new("ckpt_snapshot");
+        zf_msg_set_int(r, "step", step);
+        zf_bus_reply(s->d.ctl, &peer, r, NULL);
+        zf_msg_free(r);
+    }
     if (!idle) return;
     for (int i = 0; i < s->nwaiters; i++) {
         zf_msg *ok = zf_msg_new("ok");
@@ -477,8 +554,9 @@ static zf_msg *handle_request(void *ctx, const zf_peer *peer, const zf_msg *m, z
             free_job(j);
             return NULL;
         }
-        zf_msg *r = zf_msg_new("ckpt_snapshot");
-        zf_msg_set_int(r, "step", j->step);
+        if (j->in_place) j->requester = *peer;
+        const long step = j->step;
+        const int in_place = j->in_place;
         pthread_mutex_lock(&s->mu);
         if (s->tail) s->tail->next = j;
         else s->head = j;
@@ -486,6 +564,9 @@ static zf_msg *handle_request(void *ctx, const zf_peer *peer, const zf_msg *m, z
         s->pending++;
         pthread_cond_broadcast(&s->cv);
         pthread_mutex_unlock(&s->mu);
+        if (in_place) return ZF_REPLY_LATER; /* answered by report_done once written */
+        zf_msg *r = zf_msg_new("ckpt_snapshot");
+        zf_msg_set_int(r, "step", step);
         return r;
     }
     if (zf_msg_is(m, "ckpt_wait")) {

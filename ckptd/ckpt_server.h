@@ -12,7 +12,16 @@
  * (OUTPUT_DIR/ckpt-parts/node-<first rank>), and rank 0's ckptd takes the
  * parts of this run in before it commits, then removes them.
  * The "model" tensor is placed from the ranks' fp32 masters (see
- * ckpt_consolidate.h), never read from a rank's parameters. */
+ * ckpt_consolidate.h), never read from a rank's parameters, and written
+ * from them piece by piece (no whole-model buffer).
+ *
+ * In place: when the copies would not fit the host's available memory
+ * (MemAvailable less a tenth, 2 GiB at least; a model near the largest that
+ * full offload trains), the segments stay attached, the checkpoint is
+ * written from them, and `ckpt_snapshot` is answered only once it is on
+ * disk: the trainer (and, through its barrier, every rank) waits, as
+ * DeepSpeed's synchronous save does, instead of the host running out of
+ * memory.  ZF_CKPT_IN_PLACE=1 or 0 forces the choice (tests, operators). */
 #ifndef ZF_CKPT_SERVER_H
 #define ZF_CKPT_SERVER_H
 

@@ -281,8 +281,40 @@ int zf_ckpt_begin(const char *output_dir, long step, zf_ckpt_writer **wp, zf_err
     return 0;
 }
 
+/* The source bytes of one frame [off, off + len) of a tensor in pieces
+ * (ordered, starting at starts[i] of the whole): a pointer into
+ * the piece when one holds the whole frame, else the frame gathered into
+ * stage (len bytes). */
+static const uint8_t *frame_src(const zf_ckpt_piece *pieces, int npieces, const uint64_t *starts, uint64_t off,
+                                size_t len, uint8_t *stage)
+{
+    int i = 0;
+    while (i + 1 < npieces && starts[i + 1] <= off) i++;
+    if (off + len <= starts[i] + pieces[i].bytes) return (const uint8_t *)pieces[i].data + (off - starts[i]);
+    size_t done = 0;
+    for (; done < len && i < npieces; i++) {
+        uint64_t a = off + done - starts[i];
+        size_t k = pieces[i].bytes - (size_t)a < len - done ? pieces[i].bytes - (size_t)a : len - done;
+        memcpy(stage + done, (const uint8_t *)pieces[i].data + a, k);
+        done += k;
+    }
+    return stage;
+}
+
 int zf_ckpt_add_raw(zf_ckpt_writer *w, const char *name, zf_dtype dtype, const void *data, size_t numel,
                     zf_err *err)
+{
+    size_t dsz = zf_dtype_size(dtype);
+    if (dsz && numel > SIZE_MAX / dsz)
+        return zf_err_set(err, "checkpoint %s: %s: numel %zu too large", w ? w->final_name : "?", name, numel);
+    if (numel && !data)
+        return zf_err_set(err, "checkpoint %s: %s: data: expected a buffer", w ? w->final_name : "?", name);
+    zf_ckpt_piece one = { data, numel * dsz };
+    return zf_ckpt_add_pieces(w, name, dtype, &one, 1, err);
+}
+
+int zf_ckpt_add_pieces(zf_ckpt_writer *w, const char *name, zf_dtype dtype, const zf_ckpt_piece *pieces,
+                       int npieces, zf_err *err)
 {
     if (!w) return zf_err_set(err, "checkpoint: add tensor: no writer");
     if (w->failed) return zf_err_set(err, "checkpoint %s: an earlier write failed", w->final_name);
@@ -293,20 +325,32 @@ int zf_ckpt_add_raw(zf_ckpt_writer *w, const char *name, zf_dtype dtype, const v
         return zf_err_set(err, "checkpoint %s: tensor name: '%s' added twice", w->final_name, name);
     size_t dsz = zf_dtype_size(dtype);
     if (dsz == 0) return zf_err_set(err, "checkpoint %s: %s: dtype: expected a zf_dtype, got %d", w->final_name, name, (int)dtype);
-    if (numel > SIZE_MAX / dsz) return zf_err_set(err, "checkpoint %s: %s: numel %zu too large", w->final_name, name, numel);
-    if (numel && !data) return zf_err_set(err, "checkpoint %s: %s: data: expected a buffer", w->final_name, name);
-
-    uint64_t raw = (uint64_t)numel * dsz;
+    if (npieces < 1 || !pieces) return zf_err_set(err, "checkpoint %s: %s: expected at least one piece", w->final_name, name);
+    uint64_t *starts = zf_xcalloc((size_t)npieces, sizeof *starts);
+    uint64_t raw = 0;
+    for (int i = 0; i < npieces; i++) {
+        if (pieces[i].bytes % dsz || (pieces[i].bytes && !pieces[i].data)) {
+            free(starts);
+            return zf_err_set(err, "checkpoint %s: %s: piece %d: expected a buffer of whole %zu-byte elements",
+                              w->final_name, name, i, dsz);
+        }
+        starts[i] = raw;
+        raw += pieces[i].bytes;
+    }
+    const size_t numel = (size_t)(raw / dsz);
     uint64_t chunk = ZFT_CHUNK_BYTES;
     uint64_t nframes64 = (raw + chunk - 1) / chunk;
-    if (nframes64 > UINT32_MAX) return zf_err_set(err, "checkpoint %s: %s: too large", w->final_name, name);
+    if (nframes64 > UINT32_MAX) {
+        free(starts);
+        return zf_err_set(err, "checkpoint %s: %s: too large", w->final_name, name);
+    }
     uint32_t nframes = (uint32_t)nframes64;
 
     char fname[256], path[PATH_MAX];
     snprintf(fname, sizeof fname, "%s.zft", name);
-    if (path_join(path, sizeof path, w->tmp_dir, fname, err)) { w->failed = 1; return -1; }
+    if (path_join(path, sizeof path, w->tmp_dir, fname, err)) { free(starts); w->failed = 1; return -1; }
     int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-    if (fd < 0) { w->failed = 1; return zf_err_set(err, "%s: cannot create: %s", path, strerror(errno)); }
+    if (fd < 0) { free(starts); w->failed = 1; return zf_err_set(err, "%s: cannot create: %s", path, strerror(errno)); }
 
     size_t head = ZFT_HEADER_BYTES + (size_t)nframes * 8;
     uint8_t *hdr = zf_xcalloc(1, head);
@@ -321,9 +365,10 @@ int zf_ckpt_add_raw(zf_ckpt_writer *w, const char *name, zf_dtype dtype, const v
     LZ4F_preferences_t bp = zf_lz4_frame_prefs((size_t)chunk);
     size_t cap = LZ4F_compressFrameBound((size_t)chunk, &bp);
     uint8_t **bufs = zf_xcalloc((size_t)batch, sizeof *bufs);
+    uint8_t **stage = zf_xcalloc((size_t)batch, sizeof *stage); /* frames spanning pieces, gathered */
     size_t *csz = zf_xcalloc((size_t)batch, sizeof *csz);
     for (int j = 0; j < batch && nframes; j++) bufs[j] = zf_xmalloc(cap);
-    const uint8_t *src = data;
+    for (int j = 0; j < batch && nframes && npieces > 1; j++) stage[j] = zf_xmalloc((size_t)chunk);
     uint64_t total = head;
     for (uint32_t f0 = 0; f0 < nframes && rc == 0; f0 += (uint32_t)batch) {
         int nb = (int)((nframes - f0) < (uint32_t)batch ? (nframes - f0) : (uint32_t)batch);
@@ -333,7 +378,8 @@ int zf_ckpt_add_raw(zf_ckpt_writer *w, const char *name, zf_dtype dtype, const v
             uint64_t off = (uint64_t)(f0 + (uint32_t)j) * chunk;
             size_t len = (size_t)(raw - off < chunk ? raw - off : chunk);
             LZ4F_preferences_t p = zf_lz4_frame_prefs(len);
-            size_t r = LZ4F_compressFrame(bufs[j], cap, src + off, len, &p);
+            const uint8_t *src = frame_src(pieces, npieces, starts, off, len, stage[j]);
+            size_t r = LZ4F_compressFrame(bufs[j], cap, src, len, &p);
             if (LZ4F_isError(r)) {
                 #pragma omp critical(zf_ckpt_lz4err)
                 bad = j;
@@ -350,8 +396,11 @@ int zf_ckpt_add_raw(zf_ckpt_writer *w, const char *name, zf_dtype dtype, const v
             if (f0 == 0 && j == 0) crash_hook("mid_tensor");
         }
     }
-    for (int j = 0; j < batch; j++) free(bufs[j]);
-    free(bufs); free(csz);
+    for (int j = 0; j < batch; j++) {
+        free(bufs[j]);
+        free(stage[j]);
+    }
+    free(bufs); free(stage); free(csz); free(starts);
 
     if (rc == 0) {
         memcpy(hdr, ZFT_MAGIC, 8);

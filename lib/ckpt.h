@@ -69,6 +69,16 @@ int  zf_ckpt_add_tensor(zf_ckpt_writer *w, const char *name, const float *data, 
 /* Any dtype of shm.h (bytes = numel * zf_dtype_size(dtype)). */
 int  zf_ckpt_add_raw(zf_ckpt_writer *w, const char *name, zf_dtype dtype, const void *data, size_t numel,
                      zf_err *err);
+/* One tensor whose bytes lie in several buffers, in order (a model placed
+ * from the ranks' partitions without assembling it: the file is the same as
+ * zf_ckpt_add_raw's of their concatenation).  Each piece's bytes a multiple
+ * of the dtype's size. */
+typedef struct zf_ckpt_piece {
+    const void *data;
+    size_t bytes;
+} zf_ckpt_piece;
+int  zf_ckpt_add_pieces(zf_ckpt_writer *w, const char *name, zf_dtype dtype, const zf_ckpt_piece *pieces,
+                        int npieces, zf_err *err);
 /* Copy the file at src_path verbatim into the checkpoint as `name` (same
  * name rules; not "meta.json" nor ending in ".zft"), e.g. config.json and
  * the tokenizer files, so that a checkpoint is also a model directory.

@@ -12,7 +12,8 @@
 # size with another global batch, and with the same global batch a 2-rank
 # checkpoint resumed by 3 ranks (offloadd re-slices the optimizer
 # partitions) equals one rank; and an N-rank run resumed from its own
-# checkpoint continues exactly.
+# checkpoint continues exactly (those checkpoints written in place: from
+# offloadd's segments, every rank waiting, the model from the partitions).
 source "$(dirname "$0")/pipeline_lib.sh"
 command -v mpirun >/dev/null || { echo "mpirun not installed (openmpi-bin)"; exit 77; }
 work=$(new_out)
@@ -176,9 +177,10 @@ run elastic "$work/stage3.json" 3 $M --resume
 grep -q "resuming a checkpoint of 2 ranks with 3" "$work/elastic/logs/trainer-0.log" || fail "elastic: no note of the new world size"
 compare elastic ref3
 
-note "3 ranks at stage 3: $((STEPS / 2)) steps, resume, $((STEPS / 2)) more = $STEPS in one go"
-run half "$work/stage3.json" 3 $M --max_train_steps $((STEPS / 2))
-run half "$work/stage3.json" 3 $M --resume
+note "3 ranks at stage 3: $((STEPS / 2)) steps, resume, $((STEPS / 2)) more = $STEPS in one go (checkpoints written in place)"
+ZF_CKPT_IN_PLACE=1 run half "$work/stage3.json" 3 $M --max_train_steps $((STEPS / 2))
+grep -q "written in place" "$work/half/logs/ckptd.log" || fail "half: the checkpoint was not written in place"
+ZF_CKPT_IN_PLACE=1 run half "$work/stage3.json" 3 $M --resume
 grep -q "resuming from .*step_0*$((STEPS / 2)) at step $((STEPS / 2))" "$work/half/logs/trainer-0.log" || fail "did not resume at step $((STEPS / 2))"
 zf_py - "$work/half/metrics.jsonl" "$work/w3s3/metrics.jsonl" <<'PY' || fail "resumed losses differ"
 import sys

@@ -1,4 +1,5 @@
-/* test_ckpt.c - lib/ckpt.c: round trip, corruption and truncation detected
+/* test_ckpt.c - lib/ckpt.c: round trip (also of a tensor written from
+ * pieces, the same file as written whole), corruption and truncation detected
  * with the byte offset, crash safety (a writer killed at each stage leaves
  * the previous checkpoint and `latest` loadable), re-saving a step, and
  * keep_last pruning. */
@@ -170,6 +171,61 @@ static long err_offset(const char *msg)
 {
     const char *p = strstr(msg, "byte offset ");
     return p ? atol(p + 12) : -1;
+}
+
+/* A whole file's bytes (free them); NULL if unreadable. */
+static unsigned char *file_bytes(const char *p, long *n)
+{
+    FILE *f = fopen(p, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    *n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    unsigned char *b = malloc((size_t)*n + 1);
+    if (fread(b, 1, (size_t)*n, f) != (size_t)*n) { free(b); b = NULL; }
+    fclose(f);
+    return b;
+}
+
+/* A tensor written from pieces is the same file as the concatenation
+ * written whole: pieces of every size, frames that span several of them
+ * (8 MiB frames: the 1.5M-float piece ends inside the first), empty ones;
+ * pieces of partial elements refused. */
+static void test_pieces(void)
+{
+    zf_err err;
+    float *big = malloc(BIG_N * sizeof *big);
+    fill(big, BIG_N, 77, 0);
+    const size_t cut[] = { 0, 1500000, 1500000, 1500001, 2600000, 4194304, BIG_N };
+    zf_ckpt_piece p[6];
+    for (int i = 0; i < 6; i++) p[i] = (zf_ckpt_piece){ big + cut[i], (cut[i + 1] - cut[i]) * sizeof(float) };
+    zf_ckpt_writer *w;
+    char final[1024];
+    CHECK(zf_ckpt_begin(g_out, 300, &w, &err) == 0, "begin 300");
+    CHECK(zf_ckpt_add_raw(w, "whole", ZF_DTYPE_F32, big, BIG_N, &err) == 0, "add whole: %s", err.msg);
+    CHECK(zf_ckpt_add_pieces(w, "pieces", ZF_DTYPE_F32, p, 6, &err) == 0, "add pieces: %s", err.msg);
+    CHECK(zf_ckpt_add_pieces(w, "one", ZF_DTYPE_F32, p + 5, 1, &err) == 0, "add one piece: %s", err.msg);
+    zf_ckpt_piece odd = { big, 6 };
+    CHECK(zf_ckpt_add_pieces(w, "odd", ZF_DTYPE_F32, &odd, 1, &err) == -1 && strstr(err.msg, "whole 4-byte elements"),
+          "partial element refused: %s", err.msg);
+    CHECK(zf_ckpt_set_meta(w, "{}", &err) == 0 && zf_ckpt_commit(w, 0, final, sizeof final, &err) == 0, "commit: %s",
+          err.msg);
+    char pa[1200], pb[1200];
+    snprintf(pa, sizeof pa, "%s/whole.zft", final);
+    snprintf(pb, sizeof pb, "%s/pieces.zft", final);
+    long na = 0, nb = 0;
+    unsigned char *a = file_bytes(pa, &na), *b = file_bytes(pb, &nb);
+    CHECK(a && b && na == nb && memcmp(a, b, (size_t)na) == 0, "pieces.zft equals whole.zft (%ld / %ld bytes)", na, nb);
+    free(a);
+    free(b);
+    float *back = malloc(BIG_N * sizeof *back);
+    CHECK(zf_ckpt_read_tensor(final, "pieces", back, BIG_N, &err) == 0 && !memcmp(back, big, BIG_N * sizeof *big),
+          "pieces read back: %s", err.msg);
+    size_t n1 = BIG_N - cut[5];
+    CHECK(zf_ckpt_read_tensor(final, "one", back, n1, &err) == 0 && !memcmp(back, big + cut[5], n1 * sizeof *big),
+          "one piece read back: %s", err.msg);
+    free(back);
+    free(big);
 }
 
 static void test_corruption(void)
@@ -357,6 +413,7 @@ int main(int argc, char **argv)
     zf_check_tmpdir(tmpl, sizeof tmpl, "ckpt");
     snprintf(g_out, sizeof g_out, "%s/out", tmpl);
     test_round_trip();
+    test_pieces();
     test_corruption();
     test_crash();
     test_keep_last();

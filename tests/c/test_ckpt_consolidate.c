@@ -134,6 +134,27 @@ static void test_layouts(void)
     CHECK(zf_ckpt_consolidate(g_tmp, &cfg, &t, &p, NULL, 0, &err) == -1 && strstr(err.msg, "expected a zeroflow checkpoint"),
           "not a checkpoint: %s", err.msg);
     CHECK(zf_ckpt_place_shards(NULL, 0, g_params, T, "x", &err) == -1 && strstr(err.msg, "at least one"), "%s", err.msg);
+
+    /* the placement as pieces (ckptd writes its model from them): each
+     * element from the first shard holding it, overlaps checked against
+     * every piece they span */
+    float *copy = malloc(T * sizeof *copy);
+    memcpy(copy, g_params, T * sizeof *copy);
+    zf_ckpt_shard sh[3] = { { 0, 0, per3, g_params }, { 1, per3 / 4, 2 * per3 - per3 / 4, g_params + per3 / 4 },
+                            { 2, per3 / 2, T - per3 / 2, copy + per3 / 2 } };
+    zf_ckpt_piece *pc = NULL;
+    int np = 0;
+    CHECK(zf_ckpt_shard_pieces(sh, 3, T, "x", &pc, &np, &err) == 0 && np == 3, "pieces: %s (%d)", err.msg, np);
+    if (np == 3) {
+        CHECK(pc[0].data == g_params && pc[0].bytes == per3 * 4 && pc[1].data == g_params + per3 &&
+                  pc[2].data == copy + 2 * per3 && pc[2].bytes == (T - 2 * per3) * 4,
+              "pieces: the first shard holding each element, in order");
+    }
+    free(pc);
+    copy[per3 + 1] += 1.0f; /* the third shard disagrees inside the second piece it overlaps */
+    CHECK(zf_ckpt_shard_pieces(sh, 3, T, "x", &pc, &np, &err) == -1 && strstr(err.msg, "rank 2's partition disagrees"),
+          "overlap over two pieces checked: %s", err.msg);
+    free(copy);
 }
 
 static void test_safetensors(void)

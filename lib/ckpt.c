@@ -856,15 +856,22 @@ static int zft_open(const char *dir, const char *name, zft_file *f, zf_err *err)
     return 0;
 }
 
-static int zft_read(zft_file *f, void *dst, zf_err *err)
+/* Raw bytes [lo, hi) of the tensor into dst: the frames that hold them
+ * decoded (in parallel), each whole one straight into dst, a partial one
+ * through a buffer of its own. */
+static int zft_read(zft_file *f, void *dst, uint64_t lo, uint64_t hi, zf_err *err)
 {
     long bad = -1;
     char badmsg[1024] = "";
-    long nf = (long)f->nframes;
-    #pragma omp parallel for schedule(dynamic, 1) if (nf > 1)
-    for (long i = 0; i < nf; i++) {
-        uint64_t len = f->raw - (uint64_t)i * f->chunk < f->chunk ? f->raw - (uint64_t)i * f->chunk : f->chunk;
-        uint8_t *out = (uint8_t *)dst + (uint64_t)i * f->chunk;
+    if (hi <= lo) return 0;
+    const long f0 = (long)(lo / f->chunk), nf = (long)((hi - 1) / f->chunk) + 1;
+    #pragma omp parallel for schedule(dynamic, 1) if (nf - f0 > 1)
+    for (long i = f0; i < nf; i++) {
+        const uint64_t start = (uint64_t)i * f->chunk;
+        uint64_t len = f->raw - start < f->chunk ? f->raw - start : f->chunk;
+        const int whole = start >= lo && start + len <= hi;
+        uint8_t *part = whole ? NULL : zf_xmalloc((size_t)len);
+        uint8_t *out = whole ? (uint8_t *)dst + (start - lo) : part;
         uint8_t *buf = zf_xmalloc((size_t)f->fsize[i]);
         char msg[1024] = "";
         if (pread_all(f->fd, buf, (size_t)f->fsize[i], (off_t)f->foff[i])) {
@@ -883,6 +890,11 @@ static int zft_read(zft_file *f, void *dst, zf_err *err)
             }
         }
         free(buf);
+        if (part) {
+            const uint64_t a = start > lo ? start : lo, e = start + len < hi ? start + len : hi;
+            if (!msg[0]) memcpy((uint8_t *)dst + (a - lo), part + (a - start), (size_t)(e - a));
+            free(part);
+        }
         if (msg[0]) {
             #pragma omp critical(zf_ckpt_readerr)
             if (bad < 0 || i < bad) { bad = i; snprintf(badmsg, sizeof badmsg, "%s", msg); }
@@ -915,7 +927,7 @@ int zf_ckpt_read_raw(const char *ckpt_dir, const char *name, zf_dtype dtype, voi
     else if (expected_numel && !dst)
         rc = zf_err_set(err, "%s: no destination buffer", f.path);
     else
-        rc = zft_read(&f, dst, err);
+        rc = zft_read(&f, dst, 0, f.raw, err);
     zft_close(&f);
     return rc;
 }
@@ -923,4 +935,24 @@ int zf_ckpt_read_raw(const char *ckpt_dir, const char *name, zf_dtype dtype, voi
 int zf_ckpt_read_tensor(const char *ckpt_dir, const char *name, float *dst, size_t expected_numel, zf_err *err)
 {
     return zf_ckpt_read_raw(ckpt_dir, name, ZF_DTYPE_F32, dst, expected_numel, err);
+}
+
+int zf_ckpt_read_tensor_range(const char *ckpt_dir, const char *name, float *dst, size_t expected_numel, size_t lo,
+                              size_t n, zf_err *err)
+{
+    zft_file f;
+    if (zft_open(ckpt_dir, name, &f, err)) return -1;
+    int rc = 0;
+    if (f.dtype != ZF_DTYPE_F32)
+        rc = zf_err_set(err, "%s: dtype: expected %s, got %s", f.path, dtype_str(ZF_DTYPE_F32), dtype_str(f.dtype));
+    else if (f.numel != (uint64_t)expected_numel)
+        rc = zf_err_set(err, "%s: numel: expected %zu, got %llu", f.path, expected_numel, (unsigned long long)f.numel);
+    else if (lo > expected_numel || n > expected_numel - lo)
+        rc = zf_err_set(err, "%s: range [%zu, +%zu): expected within %zu elements", f.path, lo, n, expected_numel);
+    else if (n && !dst)
+        rc = zf_err_set(err, "%s: no destination buffer", f.path);
+    else
+        rc = zft_read(&f, dst, (uint64_t)lo * sizeof(float), (uint64_t)(lo + n) * sizeof(float), err);
+    zft_close(&f);
+    return rc;
 }

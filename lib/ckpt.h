@@ -111,5 +111,10 @@ int  zf_ckpt_tensor_info(const char *ckpt_dir, const char *name, zf_dtype *dtype
 int  zf_ckpt_read_tensor(const char *ckpt_dir, const char *name, float *dst, size_t expected_numel, zf_err *err);
 int  zf_ckpt_read_raw(const char *ckpt_dir, const char *name, zf_dtype dtype, void *dst, size_t expected_numel,
                       zf_err *err);
+/* Elements [lo, lo + n) of an fp32 tensor of expected_numel elements: only
+ * the frames holding them are read and verified (a rank's slice of a model,
+ * without the whole in memory). */
+int  zf_ckpt_read_tensor_range(const char *ckpt_dir, const char *name, float *dst, size_t expected_numel, size_t lo,
+                               size_t n, zf_err *err);
 
 #endif

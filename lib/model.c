@@ -331,40 +331,59 @@ static int ends_with(const char *s, const char *suffix)
     return a >= b && strcmp(s + a - b, suffix) == 0;
 }
 
-void zf_gpt2_init_params(const zf_gpt2_config *cfg, const zf_param_table *t, float *params, uint64_t seed)
+void zf_gpt2_init_params_range(const zf_gpt2_config *cfg, const zf_param_table *t, float *dst, size_t lo, size_t n,
+                               uint64_t seed)
 {
-    /* Work items: (tensor, chunk); each chunk draws from its own stream so
-     * any schedule gives the same numbers. */
+    /* Work items: (tensor, chunk) overlapping [lo, hi); each chunk draws
+     * from its own stream, so any schedule and any range give the same
+     * numbers (a chunk cut by the range is drawn from its start). */
+    const size_t hi = lo + n;
     size_t nitems = 0;
     for (int i = 0; i < t->count; i++) nitems += (t->t[i].numel + INIT_CHUNK - 1) / INIT_CHUNK;
-    int *item_t = zf_xmalloc(nitems * sizeof *item_t);
-    size_t *item_c = zf_xmalloc(nitems * sizeof *item_c);
+    int *item_t = zf_xmalloc(nitems * sizeof *item_t + 1);
+    size_t *item_c = zf_xmalloc(nitems * sizeof *item_c + 1);
     size_t k = 0;
     for (int i = 0; i < t->count; i++) {
-        size_t nc = (t->t[i].numel + INIT_CHUNK - 1) / INIT_CHUNK;
-        for (size_t c = 0; c < nc; c++) { item_t[k] = i; item_c[k] = c; k++; }
+        const zf_tensor_info *x = &t->t[i];
+        size_t nc = (x->numel + INIT_CHUNK - 1) / INIT_CHUNK;
+        for (size_t c = 0; c < nc; c++) {
+            const size_t a = x->offset + c * INIT_CHUNK, e = a + INIT_CHUNK < x->offset + x->numel ? a + INIT_CHUNK : x->offset + x->numel;
+            if (e <= lo || a >= hi) continue;
+            item_t[k] = i;
+            item_c[k] = c;
+            k++;
+        }
     }
+    nitems = k;
     const double std_w = 0.02, std_proj = 0.02 / sqrt(2.0 * cfg->n_layer);
-    memset(params, 0, t->total * sizeof(float));
+    memset(dst, 0, n * sizeof(float)); /* the alignment gaps */
 #pragma omp parallel for schedule(dynamic, 1)
     for (size_t it = 0; it < nitems; it++) {
         const zf_tensor_info *x = &t->t[item_t[it]];
         size_t c = item_c[it];
-        size_t lo = c * INIT_CHUNK, hi = lo + INIT_CHUNK < x->numel ? lo + INIT_CHUNK : x->numel;
-        float *p = params + x->offset;
+        /* the chunk [a, e) of the tensor, its part in the range [from, to) */
+        const size_t a = c * INIT_CHUNK, e = a + INIT_CHUNK < x->numel ? a + INIT_CHUNK : x->numel;
+        const size_t from = x->offset + a > lo ? a : lo - x->offset, to = x->offset + e < hi ? e : hi - x->offset;
+        float *p = dst + (x->offset + from - lo); /* the tensor's element j at p[j - from] */
         if (x->ndim == 1) {
             /* LayerNorm weights are 1, every bias and LN bias 0. */
             float v = (ends_with(x->name, ".weight")) ? 1.0f : 0.0f;
-            for (size_t j = lo; j < hi; j++) p[j] = v;
+            for (size_t j = from; j < to; j++) p[j - from] = v;
             continue;
         }
         double sd = ends_with(x->name, "c_proj.weight") ? std_proj : std_w;
         zf_rng r;
         zf_rng_seed(&r, seed, ((uint64_t)(item_t[it] + 1) << 32) | (uint64_t)c);
-        for (size_t j = lo; j < hi; j++) p[j] = (float)(zf_rng_normal(&r) * sd);
+        for (size_t j = a; j < from; j++) (void)zf_rng_normal(&r);
+        for (size_t j = from; j < to; j++) p[j - from] = (float)(zf_rng_normal(&r) * sd);
     }
     free(item_t);
     free(item_c);
+}
+
+void zf_gpt2_init_params(const zf_gpt2_config *cfg, const zf_param_table *t, float *params, uint64_t seed)
+{
+    zf_gpt2_init_params_range(cfg, t, params, 0, t->total, seed);
 }
 
 int zf_param_layout(const zf_param_table *t, int64_t *rows)

@@ -86,5 +86,9 @@ float *zf_params_alloc(const zf_param_table *t);
  * result depends only on the seed and the config (not on thread count).
  * Padding is set to zero. */
 void zf_gpt2_init_params(const zf_gpt2_config *cfg, const zf_param_table *t, float *params, uint64_t seed);
+/* The same numbers for flat elements [lo, lo + n) only, into dst[0, n): a
+ * rank initialises what it keeps without the whole model in memory. */
+void zf_gpt2_init_params_range(const zf_gpt2_config *cfg, const zf_param_table *t, float *dst, size_t lo, size_t n,
+                               uint64_t seed);
 
 #endif

@@ -29,6 +29,7 @@ int zf_model_source_open(const char *name, int tokenizer_vocab, uint64_t seed, i
                          zf_model_source *out, zf_err *err)
 {
     memset(out, 0, sizeof *out);
+    out->seed = seed;
     char ckpt[1024];
     if (zf_is_checkpoint(name, ckpt, sizeof ckpt)) {
         char cfg_path[1100];
@@ -72,4 +73,31 @@ void zf_model_source_free(zf_model_source *s)
     free(s->params);
     zf_param_table_free(&s->table);
     memset(s, 0, sizeof *s);
+}
+
+int zf_model_source_read_range(const zf_model_source *s, float *dst, size_t lo, size_t n, zf_err *err)
+{
+    if (lo > s->table.total || n > s->table.total - lo)
+        return zf_err_set(err, "%s: parameters [%zu, +%zu): expected within the model's %zu", s->path, lo, n,
+                          s->table.total);
+    if (s->params) {
+        memcpy(dst, s->params + lo, n * sizeof(float));
+        return 0;
+    }
+    if (s->kind == ZF_MODEL_PRESET) {
+        zf_gpt2_init_params_range(&s->cfg, &s->table, dst, lo, n, s->seed);
+        return 0;
+    }
+    if (s->kind == ZF_MODEL_CHECKPOINT) return zf_ckpt_read_tensor_range(s->path, "model", dst, s->table.total, lo, n, err);
+    zf_gpt2_config cfg;
+    zf_param_table table;
+    float *all = NULL;
+    if (zf_hf_load(s->path, &cfg, &table, &all, err) != 0) return -1;
+    if (table.total != s->table.total) {
+        free(all);
+        return zf_err_set(err, "%s: %zu parameters, expected %zu", s->path, table.total, s->table.total);
+    }
+    memcpy(dst, all + lo, n * sizeof(float));
+    free(all);
+    return 0;
 }

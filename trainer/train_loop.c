@@ -596,11 +596,10 @@ static void wait_checkpoints(trainer *t)
 static void resume_from(trainer *t, const char *dir)
 {
     zf_err err;
-    /* the whole model, of which this rank keeps what its ZeRO stage keeps */
-    float *model = zf_xmalloc(t->src.table.total * sizeof(float));
-    if (zf_ckpt_read_tensor(dir, "model", model, t->src.table.total, &err) != 0) zf_die("%s", err.msg);
-    memcpy(t->params.data, model + t->zplan.params_base, t->zplan.params_numel * sizeof(float));
-    free(model);
+    /* what this rank keeps of the model (only the frames holding it are read) */
+    if (zf_ckpt_read_tensor_range(dir, "model", t->params.data, t->src.table.total, t->zplan.params_base,
+                                  t->zplan.params_numel, &err) != 0)
+        zf_die("%s", err.msg);
     char *meta = NULL;
     if (zf_ckpt_read_meta(dir, &meta, &err) != 0) zf_die("%s", err.msg);
     json_error_t je;
@@ -635,15 +634,13 @@ static void create_segments(trainer *t)
     zf_zero_options *zo = &t->zopts;
     zf_zero_options_from_config(zo, &t->cfg);
     if (zf_zero_plan_init(&t->zplan, pt, t->src.cfg.n_layer, zo, t->rank, t->world, &err) != 0 ||
-        zf_zero_rank_segments(&t->zplan, t->o->run_id, t->src.params, &t->params, &t->grads, &err) != 0)
+        zf_zero_rank_segments(&t->zplan, t->o->run_id, &t->src, &t->params, &t->grads, &err) != 0)
         zf_die("%s", err.msg);
     char lname[64];
     zf_zero_rank_seg_name(lname, sizeof lname, "layout", t->rank, t->world);
     int64_t shape[2] = { zf_param_layout(pt, NULL), 3 };
     if (zf_shm_create(&t->layout, t->o->run_id, lname, ZF_DTYPE_I64, 2, shape, &err) != 0) zf_die("%s", err.msg);
     zf_param_layout(pt, t->layout.data);
-    free(t->src.params);
-    t->src.params = NULL;
     if (!(t->zero = zf_zero_create(&t->comm, &t->zplan, zo, t->params.data, t->grads.data, &err)))
         zf_die("%s", err.msg);
 }
@@ -871,7 +868,8 @@ int zf_train_main(const zf_options *o, zf_backend_factory gpu)
     if (zf_daemon_start(&t.d, name, o->run_dir, 1, &err) != 0) zf_die("%s", err.msg);
 
     if (zf_bpe_load(o->tokenizer, &t.bpe, &err) != 0) zf_die("%s", err.msg);
-    if (zf_model_source_open(o->model_name, zf_bpe_vocab_size(t.bpe), (uint64_t)o->seed, 1, &t.src, &err) != 0)
+    /* the parameters are read per rank for what it keeps (create_segments) */
+    if (zf_model_source_open(o->model_name, zf_bpe_vocab_size(t.bpe), (uint64_t)o->seed, 0, &t.src, &err) != 0)
         zf_die("%s", err.msg);
     if (t.src.cfg.vocab_size < zf_bpe_vocab_size(t.bpe))
         zf_die("--model_name %s: vocab_size %d is smaller than the tokenizer's %d tokens", o->model_name,

@@ -14,8 +14,8 @@ void zf_zero_rank_seg_name(char *out, size_t n, const char *what, int rank, int 
     else snprintf(out, n, "%s", what);
 }
 
-int zf_zero_rank_segments(const zf_zero_plan *p, const char *run_id, const float *init, zf_shm *params, zf_shm *grads,
-                          zf_err *err)
+int zf_zero_rank_segments(const zf_zero_plan *p, const char *run_id, const zf_model_source *src, zf_shm *params,
+                          zf_shm *grads, zf_err *err)
 {
     char name[64];
     int64_t np[1] = { (int64_t)p->params_numel }, ng[1] = { (int64_t)p->grads_numel };
@@ -26,7 +26,11 @@ int zf_zero_rank_segments(const zf_zero_plan *p, const char *run_id, const float
         zf_shm_close(params);
         return -1;
     }
-    memcpy(params->data, init + p->params_base, p->params_numel * sizeof(float));
+    if (zf_model_source_read_range(src, params->data, p->params_base, p->params_numel, err) != 0) {
+        zf_shm_close(params);
+        zf_shm_close(grads);
+        return -1;
+    }
     return 0;
 }
 

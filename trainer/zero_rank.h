@@ -17,6 +17,7 @@
 #include "comm.h"
 #include "log.h"
 #include "msg.h"
+#include "model_source.h"
 #include "shm.h"
 #include "zero_engine.h"
 #include "zero_plan.h"
@@ -25,10 +26,11 @@
  * used), "what-r<rank>" otherwise. */
 void zf_zero_rank_seg_name(char *out, size_t n, const char *what, int rank, int world);
 
-/* params: plan->params_numel floats filled from init (the whole initial flat
- * buffer) from params_base; grads: plan->grads_numel zeros. */
-int zf_zero_rank_segments(const zf_zero_plan *p, const char *run_id, const float *init, zf_shm *params, zf_shm *grads,
-                          zf_err *err);
+/* params: plan->params_numel floats from params_base, read from the model
+ * source for that range only (a rank never holds the whole initial model
+ * unless it keeps it); grads: plan->grads_numel zeros. */
+int zf_zero_rank_segments(const zf_zero_plan *p, const char *run_id, const zf_model_source *src, zf_shm *params,
+                          zf_shm *grads, zf_err *err);
 
 /* The optimizer shard and the segments' bases, on an opt_init message. */
 void zf_zero_rank_opt_init(const zf_zero_plan *p, zf_msg *m);

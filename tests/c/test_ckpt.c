@@ -221,6 +221,18 @@ static void test_pieces(void)
     float *back = malloc(BIG_N * sizeof *back);
     CHECK(zf_ckpt_read_tensor(final, "pieces", back, BIG_N, &err) == 0 && !memcmp(back, big, BIG_N * sizeof *big),
           "pieces read back: %s", err.msg);
+    /* ranges: inside one frame, across frames, at the ends, empty */
+    const size_t rg[][2] = { { 5, 100 }, { 2000000, 1000000 }, { 0, BIG_N }, { BIG_N - 7, 7 }, { 123, 0 } };
+    for (size_t k = 0; k < sizeof rg / sizeof rg[0]; k++) {
+        memset(back, 0, BIG_N * sizeof *back);
+        CHECK(zf_ckpt_read_tensor_range(final, "pieces", back, BIG_N, rg[k][0], rg[k][1], &err) == 0 &&
+                  !memcmp(back, big + rg[k][0], rg[k][1] * sizeof *big),
+              "range [%zu, +%zu) read: %s", rg[k][0], rg[k][1], err.msg);
+    }
+    CHECK(zf_ckpt_read_tensor_range(final, "pieces", back, BIG_N, BIG_N - 2, 3, &err) == -1 &&
+              strstr(err.msg, "expected within"), "range beyond the tensor refused: %s", err.msg);
+    CHECK(zf_ckpt_read_tensor_range(final, "pieces", back, BIG_N + 1, 0, 3, &err) == -1 && strstr(err.msg, "numel"),
+          "range of a tensor of another size refused: %s", err.msg);
     size_t n1 = BIG_N - cut[5];
     CHECK(zf_ckpt_read_tensor(final, "one", back, n1, &err) == 0 && !memcmp(back, big + cut[5], n1 * sizeof *big),
           "one piece read back: %s", err.msg);

@@ -7,7 +7,8 @@
  * of zeroflow relies on: offsets/alignment/total of the flat buffer, the
  * parameter counts of the GPT-2 presets, exact fp16/bf16 conversions, a
  * writer/reader round trip, rejected corrupt files, init statistics that
- * depend only on the seed, and where model names resolve to. */
+ * depend only on the seed (also when a range is initialised alone), and
+ * where model names resolve to. */
 #include <math.h>
 #include <omp.h>
 #include <stdio.h>
@@ -325,6 +326,19 @@ static void test_init(void)
     for (size_t j = 0; j < wte->numel; j++) in1 += fabsf(p1[wte->offset + j]) < 0.02f;
     double frac = (double)in1 / wte->numel;
     CHECK(fabs(frac - 0.6827) < 0.01, "wte within 1 sd: %.4f", frac);
+    /* a rank's range alone gives the same numbers: ranges cutting chunks
+     * (64 Ki floats), tensors and alignment gaps, empty and whole */
+    const size_t T = t.total, cuts[][2] = { { 0, T }, { 0, 0 }, { 1, 70000 }, { 65535, 65538 }, { T / 3, T / 3 },
+                                            { T - 5, 5 }, { wte->offset + wte->numel - 3, 40 } };
+    float *r = malloc((T + 1) * sizeof *r);
+    for (size_t k = 0; k < sizeof cuts / sizeof cuts[0]; k++) {
+        const size_t lo = cuts[k][0], n = cuts[k][1];
+        for (size_t i = 0; i <= n && i <= T; i++) r[i] = 7.0f;
+        zf_gpt2_init_params_range(&c, &t, r, lo, n, 42);
+        CHECK(memcmp(r, p1 + lo, n * sizeof *r) == 0 && (n == T || r[n] == 7.0f),
+              "init of [%zu, +%zu) alone equals the whole init there, and writes nothing past it", lo, n);
+    }
+    free(r);
     free(p1);
     free(p2);
     free(p3);

@@ -914,37 +914,17 @@ int zf_ckpt_tensor_info(const char *ckpt_dir, const char *name, zf_dtype *dtype,
     return 0;
 }
 
-int zf_ckpt_read_raw(const char *ckpt_dir, const char *name, zf_dtype dtype, void *dst, size_t expected_numel,
-                     zf_err *err)
+/* Elements [lo, lo + n) of NAME.zft, checked to be of dtype and
+ * expected_numel elements, into dst. */
+static int read_checked(const char *ckpt_dir, const char *name, zf_dtype dtype, void *dst, size_t expected_numel,
+                        size_t lo, size_t n, zf_err *err)
 {
     zft_file f;
     if (zft_open(ckpt_dir, name, &f, err)) return -1;
+    const size_t dsz = zf_dtype_size(dtype);
     int rc = 0;
     if (f.dtype != dtype)
         rc = zf_err_set(err, "%s: dtype: expected %s, got %s", f.path, dtype_str(dtype), dtype_str(f.dtype));
-    else if (f.numel != (uint64_t)expected_numel)
-        rc = zf_err_set(err, "%s: numel: expected %zu, got %llu", f.path, expected_numel, (unsigned long long)f.numel);
-    else if (expected_numel && !dst)
-        rc = zf_err_set(err, "%s: no destination buffer", f.path);
-    else
-        rc = zft_read(&f, dst, 0, f.raw, err);
-    zft_close(&f);
-    return rc;
-}
-
-int zf_ckpt_read_tensor(const char *ckpt_dir, const char *name, float *dst, size_t expected_numel, zf_err *err)
-{
-    return zf_ckpt_read_raw(ckpt_dir, name, ZF_DTYPE_F32, dst, expected_numel, err);
-}
-
-int zf_ckpt_read_tensor_range(const char *ckpt_dir, const char *name, float *dst, size_t expected_numel, size_t lo,
-                              size_t n, zf_err *err)
-{
-    zft_file f;
-    if (zft_open(ckpt_dir, name, &f, err)) return -1;
-    int rc = 0;
-    if (f.dtype != ZF_DTYPE_F32)
-        rc = zf_err_set(err, "%s: dtype: expected %s, got %s", f.path, dtype_str(ZF_DTYPE_F32), dtype_str(f.dtype));
     else if (f.numel != (uint64_t)expected_numel)
         rc = zf_err_set(err, "%s: numel: expected %zu, got %llu", f.path, expected_numel, (unsigned long long)f.numel);
     else if (lo > expected_numel || n > expected_numel - lo)
@@ -952,7 +932,24 @@ int zf_ckpt_read_tensor_range(const char *ckpt_dir, const char *name, float *dst
     else if (n && !dst)
         rc = zf_err_set(err, "%s: no destination buffer", f.path);
     else
-        rc = zft_read(&f, dst, (uint64_t)lo * sizeof(float), (uint64_t)(lo + n) * sizeof(float), err);
+        rc = zft_read(&f, dst, (uint64_t)lo * dsz, (uint64_t)(lo + n) * dsz, err);
     zft_close(&f);
     return rc;
+}
+
+int zf_ckpt_read_raw(const char *ckpt_dir, const char *name, zf_dtype dtype, void *dst, size_t expected_numel,
+                     zf_err *err)
+{
+    return read_checked(ckpt_dir, name, dtype, dst, expected_numel, 0, expected_numel, err);
+}
+
+int zf_ckpt_read_tensor(const char *ckpt_dir, const char *name, float *dst, size_t expected_numel, zf_err *err)
+{
+    return read_checked(ckpt_dir, name, ZF_DTYPE_F32, dst, expected_numel, 0, expected_numel, err);
+}
+
+int zf_ckpt_read_tensor_range(const char *ckpt_dir, const char *name, float *dst, size_t expected_numel, size_t lo,
+                              size_t n, zf_err *err)
+{
+    return read_checked(ckpt_dir, name, ZF_DTYPE_F32, dst, expected_numel, lo, n, err);
 }

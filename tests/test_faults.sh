@@ -2,7 +2,8 @@
 # Fault tolerance of the supervisor: for each daemon kind, kill -9 during
 # training makes the run exit non-zero within 10 s naming that daemon, with
 # no orphan process and no shared memory left; SIGTERM with checkpointing on
-# leaves a loadable checkpoint and a clean stop; a second SIGTERM stops every
+# leaves a loadable checkpoint (copied out or written in place) and a clean
+# stop; a second SIGTERM stops every
 # process at once even when a daemon hangs (ckptd under SIGSTOP).
 source "$(dirname "$0")/pipeline_lib.sh"
 
@@ -36,18 +37,21 @@ for victim in tokenizerd tokenizer-worker-1 loaderd offloadd ckptd trainer; do
   note "$victim: stopped in ${took}s, exit $rc"
 done
 
-out=$(new_out)
-note "SIGTERM with --save_checkpoint"
-start_run "$out" --save_checkpoint
-run=$(run_id_of "$out")
-kill -TERM $PIPE_PID
-wait_bounded $PIPE_PID 120 "$out"
-rc=$?
-cat "$out/stdout" >&2
-[ $rc = 143 ] || fail "SIGTERM: expected exit 143, got $rc"
-[ -f "$out/checkpoints/latest" ] || fail "SIGTERM: no checkpoint written"
-"$ROOT/scripts/generate.sh" "$out" --prompt_ids "1 2 3" --max_new_tokens 4 --print_ids >/dev/null || fail "SIGTERM checkpoint does not load"
-assert_clean "$run"
+for in_place in 0 1; do  # the checkpoint copied out, or written from the segments (ckptd/ckpt_server.h)
+  out=$(new_out)
+  note "SIGTERM with --save_checkpoint (ZF_CKPT_IN_PLACE=$in_place)"
+  ZF_CKPT_IN_PLACE=$in_place start_run "$out" --save_checkpoint
+  run=$(run_id_of "$out")
+  kill -TERM $PIPE_PID
+  wait_bounded $PIPE_PID 120 "$out"
+  rc=$?
+  cat "$out/stdout" >&2
+  [ $rc = 143 ] || fail "SIGTERM: expected exit 143, got $rc"
+  [ -f "$out/checkpoints/latest" ] || fail "SIGTERM: no checkpoint written"
+  [ $in_place = 0 ] || grep -q "written in place" "$out/logs/ckptd.log" || fail "SIGTERM: the checkpoint was not written in place"
+  "$ROOT/scripts/generate.sh" "$out" --prompt_ids "1 2 3" --max_new_tokens 4 --print_ids >/dev/null || fail "SIGTERM checkpoint does not load"
+  assert_clean "$run"
+done
 
 out=$(new_out)
 note "a second SIGTERM stops every process, here with ckptd hung (SIGSTOP)"

@@ -22,9 +22,10 @@
 
 typedef struct blob {
     char name[64];
-    float *data;         /* a copy, or (in place) the segment's own data */
+    float *data;         /* a copy, or (in place) the segment's own data; NULL for an adopted tensor not read */
     size_t numel;
     zf_shm seg;          /* in place: the segment, attached while the job lives */
+    char from[1300];     /* another node's part holding the tensor: taken in as it is (zf_ckpt_adopt_tensor) */
 } blob;
 
 /* One checkpoint asked for.  On one node the job holds every rank's
@@ -196,14 +197,18 @@ static int take_part(ckpt_server *s, job *j, int first, int next, zf_err *err)
         }
         int r = (int)json_integer_value(jr);
         size_t n = (size_t)json_integer_value(jn);
+        /* the files are taken in as they are; only the master is read (the
+         * model is placed from it) */
         const char *what[3] = { "master", "adam_m", "adam_v" };
         for (int k = 0; k < 3 && rc == 0; k++) {
             blob *b = new_blob(j);
             snprintf(b->name, sizeof b->name, "optim-r%d-%s", r, what[k]);
+            snprintf(b->from, sizeof b->from, "%s", dir);
             b->numel = n;
+            if (k > 0) continue;
             b->data = zf_xmalloc(n * sizeof(float) + 1);
             rc = zf_ckpt_read_tensor(dir, b->name, b->data, n, err);
-            if (k == 0 && rc == 0) add_shard(j, r, (size_t)json_integer_value(jo), n, b->data);
+            if (rc == 0) add_shard(j, r, (size_t)json_integer_value(jo), n, b->data);
         }
         if (rc != 0) break;
         json_array_append(meta_shards(j), e);
@@ -235,8 +240,11 @@ static int add_dir_file(zf_ckpt_writer *w, const char *dir, const char *name, zf
 static int write_blobs(zf_ckpt_writer *w, const job *j, long *bytes, zf_err *err)
 {
     for (int i = 0; i < j->nblobs; i++) {
-        if (zf_ckpt_add_tensor(w, j->blobs[i].name, j->blobs[i].data, j->blobs[i].numel, err) != 0) return -1;
-        *bytes += (long)(j->blobs[i].numel * sizeof(float));
+        const blob *b = &j->blobs[i];
+        if ((b->from[0] ? zf_ckpt_adopt_tensor(w, b->name, b->from, err)
+                        : zf_ckpt_add_tensor(w, b->name, b->data, b->numel, err)) != 0)
+            return -1;
+        *bytes += (long)(b->numel * sizeof(float));
     }
     return 0;
 }

@@ -10,7 +10,8 @@
  * is a self-contained model; and `ckpt_wait`, answered when everything asked
  * for is on disk.  Across nodes, a node other than rank 0's writes its part
  * (OUTPUT_DIR/ckpt-parts/node-<first rank>), and rank 0's ckptd takes the
- * parts of this run in before it commits, then removes them.
+ * parts of this run in before it commits (their files hard-linked as they
+ * are, only the masters read, for the model), then removes them.
  * The "model" tensor is placed from the ranks' fp32 masters (see
  * ckpt_consolidate.h), never read from a rank's parameters, and written
  * from them piece by piece (no whole-model buffer).

@@ -439,16 +439,10 @@ int zf_ckpt_add_tensor(zf_ckpt_writer *w, const char *name, const float *data, s
     return zf_ckpt_add_raw(w, name, ZF_DTYPE_F32, data, numel, err);
 }
 
-int zf_ckpt_add_file(zf_ckpt_writer *w, const char *name, const char *src_path, zf_err *err)
+/* src_path copied to a new file path (fsynced); *bytes its size.  -1: the
+ * source cannot be read (nothing created), -2: writing failed. */
+static int copy_file(const char *src_path, const char *path, long long *bytes, zf_err *err)
 {
-    if (!w) return zf_err_set(err, "checkpoint: add file: no writer");
-    if (w->failed) return zf_err_set(err, "checkpoint %s: an earlier write failed", w->final_name);
-    size_t len = name ? strlen(name) : 0;
-    if (!valid_name(name) || !strcmp(name, "meta.json") || (len >= 4 && !strcmp(name + len - 4, ".zft")))
-        return zf_err_set(err, "checkpoint %s: file name: expected 1..200 of [A-Za-z0-9._-] not starting with '.', "
-                          "not meta.json nor *.zft, got '%.64s'", w->final_name, name ? name : "(null)");
-    if (json_object_get(w->files, name))
-        return zf_err_set(err, "checkpoint %s: file name: '%s' added twice", w->final_name, name);
     int in = open(src_path ? src_path : "", O_RDONLY | O_CLOEXEC);
     if (in < 0) return zf_err_set(err, "%s: cannot open: %s", src_path ? src_path : "(null)", strerror(errno));
     struct stat st;
@@ -456,14 +450,12 @@ int zf_ckpt_add_file(zf_ckpt_writer *w, const char *name, const char *src_path, 
         close(in);
         return zf_err_set(err, "%s: expected a regular file", src_path);
     }
-    char path[PATH_MAX];
-    if (path_join(path, sizeof path, w->tmp_dir, name, err)) { close(in); return -1; }
     int out = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
     if (out < 0) {
         int e = errno;
         close(in);
-        w->failed = 1;
-        return zf_err_set(err, "%s: cannot create: %s", path, strerror(e));
+        zf_err_set(err, "%s: cannot create: %s", path, strerror(e));
+        return -2;
     }
     char buf[1 << 16];
     long long total = 0;
@@ -479,7 +471,28 @@ int zf_ckpt_add_file(zf_ckpt_writer *w, const char *name, const char *src_path, 
     if (rc == 0 && fsync(out)) rc = zf_err_set(err, "%s: fsync failed: %s", path, strerror(errno));
     if (close(out) && rc == 0) rc = zf_err_set(err, "%s: close failed: %s", path, strerror(errno));
     close(in);
-    if (rc) { w->failed = 1; return -1; }
+    *bytes = total;
+    return rc ? -2 : 0;
+}
+
+int zf_ckpt_add_file(zf_ckpt_writer *w, const char *name, const char *src_path, zf_err *err)
+{
+    if (!w) return zf_err_set(err, "checkpoint: add file: no writer");
+    if (w->failed) return zf_err_set(err, "checkpoint %s: an earlier write failed", w->final_name);
+    size_t len = name ? strlen(name) : 0;
+    if (!valid_name(name) || !strcmp(name, "meta.json") || (len >= 4 && !strcmp(name + len - 4, ".zft")))
+        return zf_err_set(err, "checkpoint %s: file name: expected 1..200 of [A-Za-z0-9._-] not starting with '.', "
+                          "not meta.json nor *.zft, got '%.64s'", w->final_name, name ? name : "(null)");
+    if (json_object_get(w->files, name))
+        return zf_err_set(err, "checkpoint %s: file name: '%s' added twice", w->final_name, name);
+    char path[PATH_MAX];
+    if (path_join(path, sizeof path, w->tmp_dir, name, err)) return -1;
+    long long total = 0;
+    const int rc = copy_file(src_path, path, &total, err);
+    if (rc != 0) {
+        if (rc == -2) w->failed = 1; /* a source that cannot be read leaves the writer usable */
+        return -1;
+    }
     json_t *f = json_object();
     json_object_set_new(f, "bytes", json_integer((json_int_t)total));
     json_object_set_new(w->files, name, f);
@@ -952,4 +965,43 @@ int zf_ckpt_read_tensor_range(const char *ckpt_dir, const char *name, float *dst
                               size_t n, zf_err *err)
 {
     return read_checked(ckpt_dir, name, ZF_DTYPE_F32, dst, expected_numel, lo, n, err);
+}
+
+int zf_ckpt_adopt_tensor(zf_ckpt_writer *w, const char *name, const char *src_dir, zf_err *err)
+{
+    if (!w) return zf_err_set(err, "checkpoint: adopt tensor: no writer");
+    if (w->failed) return zf_err_set(err, "checkpoint %s: an earlier write failed", w->final_name);
+    if (!valid_name(name))
+        return zf_err_set(err, "checkpoint %s: tensor name: expected 1..200 of [A-Za-z0-9._-] not starting with '.', got '%.64s'",
+                          w->final_name, name ? name : "(null)");
+    if (json_object_get(w->tensors, name))
+        return zf_err_set(err, "checkpoint %s: tensor name: '%s' added twice", w->final_name, name);
+    zft_file f;
+    if (zft_open(src_dir, name, &f, err)) return -1; /* header, index and size checked; frames when read */
+    const zf_dtype dtype = f.dtype;
+    const size_t numel = (size_t)f.numel;
+    struct stat st;
+    const int stat_rc = fstat(f.fd, &st);
+    char src[PATH_MAX];
+    snprintf(src, sizeof src, "%s", f.path);
+    zft_close(&f);
+    if (stat_rc) return zf_err_set(err, "%s: cannot stat: %s", src, strerror(errno));
+    char fname[256], path[PATH_MAX];
+    snprintf(fname, sizeof fname, "%s.zft", name);
+    if (path_join(path, sizeof path, w->tmp_dir, fname, err)) { w->failed = 1; return -1; }
+    long long total = (long long)st.st_size;
+    if (link(src, path) != 0) { /* another file system: a copy */
+        const int rc = copy_file(src, path, &total, err);
+        if (rc != 0) {
+            if (rc == -2) w->failed = 1;
+            return -1;
+        }
+    }
+    json_t *t = json_object();
+    json_object_set_new(t, "file", json_string(fname));
+    json_object_set_new(t, "dtype", json_string(dtype_str(dtype)));
+    json_object_set_new(t, "numel", json_integer((json_int_t)numel));
+    json_object_set_new(t, "bytes", json_integer((json_int_t)total));
+    json_object_set_new(w->tensors, name, t);
+    return 0;
 }

@@ -79,6 +79,11 @@ typedef struct zf_ckpt_piece {
 } zf_ckpt_piece;
 int  zf_ckpt_add_pieces(zf_ckpt_writer *w, const char *name, zf_dtype dtype, const zf_ckpt_piece *pieces,
                         int npieces, zf_err *err);
+/* Take tensor `name` of another checkpoint directory (a node's part of a
+ * checkpoint) into this one as it is: its header, frame index and size
+ * checked now, the file hard-linked (copied across file systems); its
+ * frames are verified when read, as any tensor's. */
+int  zf_ckpt_adopt_tensor(zf_ckpt_writer *w, const char *name, const char *src_dir, zf_err *err);
 /* Copy the file at src_path verbatim into the checkpoint as `name` (same
  * name rules; not "meta.json" nor ending in ".zft"), e.g. config.json and
  * the tokenizer files, so that a checkpoint is also a model directory.

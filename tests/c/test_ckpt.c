@@ -1,5 +1,6 @@
 /* test_ckpt.c - lib/ckpt.c: round trip (also of a tensor written from
- * pieces, the same file as written whole), corruption and truncation detected
+ * pieces, the same file as written whole, and of one adopted from another
+ * checkpoint), range reads, corruption and truncation detected
  * with the byte offset, crash safety (a writer killed at each stage leaves
  * the previous checkpoint and `latest` loadable), re-saving a step, and
  * keep_last pruning. */
@@ -237,6 +238,35 @@ static void test_pieces(void)
     CHECK(zf_ckpt_read_tensor(final, "one", back, n1, &err) == 0 && !memcmp(back, big + cut[5], n1 * sizeof *big),
           "one piece read back: %s", err.msg);
     free(back);
+    /* adopted into another checkpoint as it is: the same file, readable
+     * after the source is gone; a damaged header refused at once */
+    zf_ckpt_writer *w2;
+    char final2[1024];
+    CHECK(zf_ckpt_begin(g_out, 301, &w2, &err) == 0, "begin 301");
+    CHECK(zf_ckpt_adopt_tensor(w2, "pieces", final, &err) == 0, "adopt: %s", err.msg);
+    CHECK(zf_ckpt_adopt_tensor(w2, "pieces", final, &err) == -1 && strstr(err.msg, "twice"), "adopt twice refused");
+    CHECK(zf_ckpt_adopt_tensor(w2, "nope", final, &err) == -1 && strstr(err.msg, "nope.zft"), "adopt missing: %s",
+          err.msg);
+    CHECK(zf_ckpt_set_meta(w2, "{}", &err) == 0 && zf_ckpt_commit(w2, 0, final2, sizeof final2, &err) == 0,
+          "commit 301: %s", err.msg);
+    snprintf(pb, sizeof pb, "%s/pieces.zft", final2);
+    b = file_bytes(pb, &nb);
+    a = file_bytes(pa, &na);
+    CHECK(a && b && na == nb && memcmp(a, b, (size_t)na) == 0, "adopted file equals the source");
+    free(a);
+    free(b);
+    CHECK(zf_ckpt_remove_dir(final, &err) == 0, "remove the source: %s", err.msg);
+    back = malloc(BIG_N * sizeof *back);
+    CHECK(zf_ckpt_read_tensor(final2, "pieces", back, BIG_N, &err) == 0 && !memcmp(back, big, BIG_N * sizeof *big),
+          "adopted tensor read back without its source: %s", err.msg);
+    free(back);
+    int fd = open(pb, O_WRONLY);
+    CHECK(fd >= 0 && pwrite(fd, "X", 1, 20) == 1, "damage the header");
+    if (fd >= 0) close(fd);
+    CHECK(zf_ckpt_begin(g_out, 302, &w2, &err) == 0, "begin 302");
+    CHECK(zf_ckpt_adopt_tensor(w2, "pieces", final2, &err) == -1 && strstr(err.msg, "header checksum"),
+          "adopting a damaged tensor refused: %s", err.msg);
+    zf_ckpt_abort(w2);
     free(big);
 }
 

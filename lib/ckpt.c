@@ -281,6 +281,32 @@ int zf_ckpt_begin(const char *output_dir, long step, zf_ckpt_writer **wp, zf_err
     return 0;
 }
 
+/* A tensor may be added: a writer that has not failed, a valid name not
+ * added yet. */
+static int new_tensor_check(zf_ckpt_writer *w, const char *name, zf_err *err)
+{
+    if (!w) return zf_err_set(err, "checkpoint: add tensor: no writer");
+    if (w->failed) return zf_err_set(err, "checkpoint %s: an earlier write failed", w->final_name);
+    if (!valid_name(name))
+        return zf_err_set(err, "checkpoint %s: tensor name: expected 1..200 of [A-Za-z0-9._-] not starting with '.', got '%.64s'",
+                          w->final_name, name ? name : "(null)");
+    if (json_object_get(w->tensors, name))
+        return zf_err_set(err, "checkpoint %s: tensor name: '%s' added twice", w->final_name, name);
+    return 0;
+}
+
+/* meta.json's entry of a tensor written into the checkpoint. */
+static void record_tensor(zf_ckpt_writer *w, const char *name, const char *fname, zf_dtype dtype, size_t numel,
+                          long long bytes)
+{
+    json_t *t = json_object();
+    json_object_set_new(t, "file", json_string(fname));
+    json_object_set_new(t, "dtype", json_string(dtype_str(dtype)));
+    json_object_set_new(t, "numel", json_integer((json_int_t)numel));
+    json_object_set_new(t, "bytes", json_integer((json_int_t)bytes));
+    json_object_set_new(w->tensors, name, t);
+}
+
 /* The source bytes of one frame [off, off + len) of a tensor in pieces
  * (ordered, starting at starts[i] of the whole): a pointer into
  * the piece when one holds the whole frame, else the frame gathered into
@@ -316,13 +342,7 @@ int zf_ckpt_add_raw(zf_ckpt_writer *w, const char *name, zf_dtype dtype, const v
 int zf_ckpt_add_pieces(zf_ckpt_writer *w, const char *name, zf_dtype dtype, const zf_ckpt_piece *pieces,
                        int npieces, zf_err *err)
 {
-    if (!w) return zf_err_set(err, "checkpoint: add tensor: no writer");
-    if (w->failed) return zf_err_set(err, "checkpoint %s: an earlier write failed", w->final_name);
-    if (!valid_name(name))
-        return zf_err_set(err, "checkpoint %s: tensor name: expected 1..200 of [A-Za-z0-9._-] not starting with '.', got '%.64s'",
-                          w->final_name, name ? name : "(null)");
-    if (json_object_get(w->tensors, name))
-        return zf_err_set(err, "checkpoint %s: tensor name: '%s' added twice", w->final_name, name);
+    if (new_tensor_check(w, name, err) != 0) return -1;
     size_t dsz = zf_dtype_size(dtype);
     if (dsz == 0) return zf_err_set(err, "checkpoint %s: %s: dtype: expected a zf_dtype, got %d", w->final_name, name, (int)dtype);
     if (npieces < 1 || !pieces) return zf_err_set(err, "checkpoint %s: %s: expected at least one piece", w->final_name, name);
@@ -425,12 +445,7 @@ int zf_ckpt_add_pieces(zf_ckpt_writer *w, const char *name, zf_dtype dtype, cons
     free(hdr);
     if (rc) { w->failed = 1; return -1; }
 
-    json_t *t = json_object();
-    json_object_set_new(t, "file", json_string(fname));
-    json_object_set_new(t, "dtype", json_string(dtype_str(dtype)));
-    json_object_set_new(t, "numel", json_integer((json_int_t)numel));
-    json_object_set_new(t, "bytes", json_integer((json_int_t)total));
-    json_object_set_new(w->tensors, name, t);
+    record_tensor(w, name, fname, dtype, numel, (long long)total);
     return 0;
 }
 
@@ -969,13 +984,7 @@ int zf_ckpt_read_tensor_range(const char *ckpt_dir, const char *name, float *dst
 
 int zf_ckpt_adopt_tensor(zf_ckpt_writer *w, const char *name, const char *src_dir, zf_err *err)
 {
-    if (!w) return zf_err_set(err, "checkpoint: adopt tensor: no writer");
-    if (w->failed) return zf_err_set(err, "checkpoint %s: an earlier write failed", w->final_name);
-    if (!valid_name(name))
-        return zf_err_set(err, "checkpoint %s: tensor name: expected 1..200 of [A-Za-z0-9._-] not starting with '.', got '%.64s'",
-                          w->final_name, name ? name : "(null)");
-    if (json_object_get(w->tensors, name))
-        return zf_err_set(err, "checkpoint %s: tensor name: '%s' added twice", w->final_name, name);
+    if (new_tensor_check(w, name, err) != 0) return -1;
     zft_file f;
     if (zft_open(src_dir, name, &f, err)) return -1; /* header, index and size checked; frames when read */
     const zf_dtype dtype = f.dtype;
@@ -997,11 +1006,6 @@ int zf_ckpt_adopt_tensor(zf_ckpt_writer *w, const char *name, const char *src_di
             return -1;
         }
     }
-    json_t *t = json_object();
-    json_object_set_new(t, "file", json_string(fname));
-    json_object_set_new(t, "dtype", json_string(dtype_str(dtype)));
-    json_object_set_new(t, "numel", json_integer((json_int_t)numel));
-    json_object_set_new(t, "bytes", json_integer((json_int_t)total));
-    json_object_set_new(w->tensors, name, t);
+    record_tensor(w, name, fname, dtype, numel, (long long)total);
     return 0;
 }

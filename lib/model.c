@@ -347,7 +347,8 @@ void zf_gpt2_init_params_range(const zf_gpt2_config *cfg, const zf_param_table *
         const zf_tensor_info *x = &t->t[i];
         size_t nc = (x->numel + INIT_CHUNK - 1) / INIT_CHUNK;
         for (size_t c = 0; c < nc; c++) {
-            const size_t a = x->offset + c * INIT_CHUNK, e = a + INIT_CHUNK < x->offset + x->numel ? a + INIT_CHUNK : x->offset + x->numel;
+            const size_t a = x->offset + c * INIT_CHUNK, end = x->offset + x->numel;
+            const size_t e = a + INIT_CHUNK < end ? a + INIT_CHUNK : end;
             if (e <= lo || a >= hi) continue;
             item_t[k] = i;
             item_c[k] = c;

@@ -13,7 +13,7 @@
  * serves the node's ranks (up to ZF_OFFLOAD_MAX_RANKS, by their global rank).
  *
  * When the rank's "params" segment is fp32 and holds exactly its shard (one
- * rank, or ZeRO stage 3's slice), that segment IS the master: the update
+ * rank, stage 0, or ZeRO stage 3's slice), that segment IS the master: the update
  * writes the parameters in place, nothing is copied, and opt_state names it
  * as master_shm (the host keeps the fp32 parameters once: 4 bytes a
  * parameter less, what bounds ZeRO-3 with full offload on one GPU). */

@@ -327,22 +327,10 @@ static const uint8_t *frame_src(const zf_ckpt_piece *pieces, int npieces, const 
     return stage;
 }
 
-int zf_ckpt_add_raw(zf_ckpt_writer *w, const char *name, zf_dtype dtype, const void *data, size_t numel,
-                    zf_err *err)
+/* The tensor file of the pieces' concatenation (name and writer checked). */
+static int write_pieces(zf_ckpt_writer *w, const char *name, zf_dtype dtype, const zf_ckpt_piece *pieces,
+                        int npieces, zf_err *err)
 {
-    size_t dsz = zf_dtype_size(dtype);
-    if (dsz && numel > SIZE_MAX / dsz)
-        return zf_err_set(err, "checkpoint %s: %s: numel %zu too large", w ? w->final_name : "?", name, numel);
-    if (numel && !data)
-        return zf_err_set(err, "checkpoint %s: %s: data: expected a buffer", w ? w->final_name : "?", name);
-    zf_ckpt_piece one = { data, numel * dsz };
-    return zf_ckpt_add_pieces(w, name, dtype, &one, 1, err);
-}
-
-int zf_ckpt_add_pieces(zf_ckpt_writer *w, const char *name, zf_dtype dtype, const zf_ckpt_piece *pieces,
-                       int npieces, zf_err *err)
-{
-    if (new_tensor_check(w, name, err) != 0) return -1;
     size_t dsz = zf_dtype_size(dtype);
     if (dsz == 0) return zf_err_set(err, "checkpoint %s: %s: dtype: expected a zf_dtype, got %d", w->final_name, name, (int)dtype);
     if (npieces < 1 || !pieces) return zf_err_set(err, "checkpoint %s: %s: expected at least one piece", w->final_name, name);
@@ -447,6 +435,25 @@ int zf_ckpt_add_pieces(zf_ckpt_writer *w, const char *name, zf_dtype dtype, cons
 
     record_tensor(w, name, fname, dtype, numel, (long long)total);
     return 0;
+}
+
+int zf_ckpt_add_raw(zf_ckpt_writer *w, const char *name, zf_dtype dtype, const void *data, size_t numel,
+                    zf_err *err)
+{
+    if (new_tensor_check(w, name, err) != 0) return -1;
+    size_t dsz = zf_dtype_size(dtype);
+    if (dsz && numel > SIZE_MAX / dsz)
+        return zf_err_set(err, "checkpoint %s: %s: numel %zu too large", w->final_name, name, numel);
+    if (numel && !data) return zf_err_set(err, "checkpoint %s: %s: data: expected a buffer", w->final_name, name);
+    zf_ckpt_piece one = { data, numel * dsz };
+    return write_pieces(w, name, dtype, &one, 1, err);
+}
+
+int zf_ckpt_add_pieces(zf_ckpt_writer *w, const char *name, zf_dtype dtype, const zf_ckpt_piece *pieces,
+                       int npieces, zf_err *err)
+{
+    if (new_tensor_check(w, name, err) != 0) return -1;
+    return write_pieces(w, name, dtype, pieces, npieces, err);
 }
 
 int zf_ckpt_add_tensor(zf_ckpt_writer *w, const char *name, const float *data, size_t numel, zf_err *err)
